@@ -1,0 +1,32 @@
+"""boto3 clients with the timeouts the request path can afford.
+
+Endpoints come from boto3's own resolution (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_KINESIS`, ...).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_kinesis import KinesisClient
+
+# DynamoDB answers the request, so it gets one quick retry; API Gateway waits at most 29 s, we far less.
+DYNAMODB_CONFIG = Config(
+    connect_timeout=0.25, read_timeout=0.5, retries={"mode": "standard", "total_max_attempts": 2}
+)
+# Kinesis is fire and forget: one attempt, short timeouts, so a dead endpoint only costs the sender.
+KINESIS_CONFIG = Config(
+    connect_timeout=0.1, read_timeout=0.3, retries={"mode": "standard", "total_max_attempts": 1}
+)
+
+
+def dynamodb_client(endpoint_url: str | None = None) -> DynamoDBClient:
+    return boto3.client("dynamodb", config=DYNAMODB_CONFIG, endpoint_url=endpoint_url)
+
+
+def kinesis_client(endpoint_url: str | None = None) -> KinesisClient:
+    return boto3.client("kinesis", config=KINESIS_CONFIG, endpoint_url=endpoint_url)

@@ -1,0 +1,175 @@
+"""Fire-and-forget emission of usage events to Kinesis.
+
+`emit` only encodes and enqueues (microseconds); one daemon thread sends batches with `PutRecords`.
+Nothing here raises into the handler: a full queue drops the event, a failed call drops its batch,
+and both are counted and logged. No retries: a retry would need time the request does not have.
+
+Lambda freeze: the container is frozen as soon as the handler returns, with this thread mid-flight.
+Queued events are simply sent when the next invocation thaws the container; an in-flight call may
+time out on thaw and is counted as failed (the records usually reached Kinesis already). Only a
+container shut down with events queued loses them: typically the last event of that container.
+`flush(timeout)` bounds a wait for the queue to empty, for callers that prefer completeness to latency.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from authorizer.events import encode_event, partition_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_kinesis import KinesisClient
+    from mypy_boto3_kinesis.type_defs import PutRecordsRequestEntryTypeDef
+
+MAX_BATCH_RECORDS = 500  # PutRecords limit
+MAX_BATCH_BYTES = 4 * 1024 * 1024  # below the 5 MiB PutRecords limit
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerStats:
+    sent: int
+    failed: int
+    dropped: int
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    data: bytes
+    partition_key: str
+
+
+class Producer(Protocol):
+    def emit(self, event: dict[str, Any]) -> None: ...
+
+    def flush(self, timeout_s: float) -> bool: ...
+
+    def stats(self) -> ProducerStats: ...
+
+    def close(self, timeout_s: float) -> None: ...
+
+
+class NullProducer:
+    """Analytics disabled: no client, no thread, nothing counted."""
+
+    def emit(self, event: dict[str, Any]) -> None:
+        return None
+
+    def flush(self, timeout_s: float) -> bool:
+        return True
+
+    def stats(self) -> ProducerStats:
+        return ProducerStats(sent=0, failed=0, dropped=0, pending=0)
+
+    def close(self, timeout_s: float) -> None:
+        return None
+
+
+class KinesisProducer:
+    def __init__(self, client: KinesisClient, stream_name: str, max_queue: int = 10_000) -> None:
+        self._client = client
+        self._stream_name = stream_name
+        self._queue: queue.Queue[_Entry | None] = queue.Queue(max_queue)
+        self._thread: threading.Thread | None = None
+        self._sent = 0
+        self._failed = 0
+        self._dropped = 0
+
+    def emit(self, event: dict[str, Any]) -> None:
+        entry = _Entry(encode_event(event), partition_key(event))
+        self._ensure_thread()
+        try:
+            self._queue.put_nowait(entry)
+        except queue.Full:
+            self._dropped += 1  # only this thread writes the counter
+            if self._dropped % 1000 == 1:
+                logger.warning("usage event queue full: dropped=%d", self._dropped)
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until every queued event was sent or failed; False if the deadline came first."""
+        deadline = time.monotonic() + timeout_s
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._queue.all_tasks_done.wait(remaining)
+        return True
+
+    def stats(self) -> ProducerStats:
+        return ProducerStats(
+            sent=self._sent, failed=self._failed, dropped=self._dropped, pending=self._queue.unfinished_tasks
+        )
+
+    def close(self, timeout_s: float) -> None:
+        """Stop the sender after what is queued; for tests and drivers, Lambda never calls it."""
+        if self._thread is None:
+            return
+        try:
+            self._queue.put(None, timeout=timeout_s)
+        except queue.Full:
+            return
+        self._thread.join(timeout_s)
+        self._thread = None
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="usage-event-sender", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batch, stop = self._next_batch()
+            if batch:
+                self._send(batch)
+            for _ in range(len(batch) + stop):
+                self._queue.task_done()
+            if stop:
+                return
+
+    def _next_batch(self) -> tuple[list[_Entry], bool]:
+        first = self._queue.get()
+        if first is None:
+            return [], True
+        batch, size = [first], len(first.data)
+        while len(batch) < MAX_BATCH_RECORDS and size < MAX_BATCH_BYTES:
+            try:
+                entry = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if entry is None:
+                return batch, True
+            batch.append(entry)
+            size += len(entry.data)
+        return batch, False
+
+    def _send(self, batch: list[_Entry]) -> None:
+        records: list[PutRecordsRequestEntryTypeDef] = [
+            {"Data": entry.data, "PartitionKey": entry.partition_key} for entry in batch
+        ]
+        try:
+            response = self._client.put_records(StreamName=self._stream_name, Records=records)
+        except (ClientError, BotoCoreError) as exc:
+            self._failed += len(batch)
+            logger.warning("usage events not sent: records=%d error=%s", len(batch), _describe(exc))
+            return
+        failed = response.get("FailedRecordCount", 0)
+        self._failed += failed
+        self._sent += len(batch) - failed
+        if failed:
+            logger.warning("usage events rejected by Kinesis: records=%d", failed)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "ClientError"))
+    return type(exc).__name__

@@ -1,0 +1,136 @@
+"""Read an API Gateway REQUEST authorizer event of any shape into a `Request` (pure, never raises).
+
+Both the REST API format and the HTTP API v2 payload are accepted. Anything of the wrong type is treated
+as absent, so a malformed event becomes a clean deny instead of an exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+MAX_KEY_CHARS = 256  # longer than any key of ours; bounds the work done on hostile input
+MAX_FIELD_CHARS = 300  # keeps every event far below the consumer's 16 KiB record limit
+
+
+class ApiFormat(StrEnum):
+    REST = "REST"
+    HTTP_V2 = "HTTP_V2"
+
+
+class KeyProblem(StrEnum):
+    MISSING_KEY = "MISSING_KEY"
+    MALFORMED_KEY = "MALFORMED_KEY"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    api_format: ApiFormat
+    presented_key: str | None
+    key_problem: KeyProblem | None
+    method_arn: str | None
+    http_method: str | None
+    resource_path: str | None
+    path: str | None
+    source_ip: str | None
+    user_agent: str | None
+    request_id: str | None
+
+    def __repr__(self) -> str:  # never show the presented key
+        return f"Request({self.api_format}, {self.http_method} {self.path}, id={self.request_id})"
+
+
+def parse_request(event: object) -> Request:
+    data: dict[str, Any] = event if isinstance(event, dict) else {}
+    context = _mapping(data.get("requestContext"))
+    headers = _headers(data)
+    presented, problem = _presented_key(headers)
+    if data.get("version") == "2.0":
+        return _http_v2(data, context, headers, presented, problem)
+    identity = _mapping(context.get("identity"))
+    return Request(
+        api_format=ApiFormat.REST,
+        presented_key=presented,
+        key_problem=problem,
+        method_arn=_text(data.get("methodArn")),
+        http_method=_text(data.get("httpMethod")) or _text(context.get("httpMethod")),
+        resource_path=_text(data.get("resource")) or _text(context.get("resourcePath")),
+        path=_text(data.get("path")),
+        source_ip=_text(identity.get("sourceIp")),
+        user_agent=_text(identity.get("userAgent")) or _text(headers.get("user-agent")),
+        request_id=_text(context.get("requestId")),
+    )
+
+
+def _http_v2(
+    data: dict[str, Any],
+    context: dict[str, Any],
+    headers: dict[str, Any],
+    presented: str | None,
+    problem: KeyProblem | None,
+) -> Request:
+    http = _mapping(context.get("http"))
+    route_key = _text(data.get("routeKey")) or _text(context.get("routeKey"))
+    return Request(
+        api_format=ApiFormat.HTTP_V2,
+        presented_key=presented,
+        key_problem=problem,
+        method_arn=_text(data.get("routeArn")),
+        http_method=_text(http.get("method")),
+        # routeKey reads "GET /items/{id}"; the template is the part after the method
+        resource_path=route_key.partition(" ")[2] or route_key if route_key else None,
+        path=_text(data.get("rawPath")) or _text(http.get("path")),
+        source_ip=_text(http.get("sourceIp")),
+        user_agent=_text(http.get("userAgent")) or _text(headers.get("user-agent")),
+        request_id=_text(context.get("requestId")),
+    )
+
+
+def _presented_key(headers: dict[str, Any]) -> tuple[str | None, KeyProblem | None]:
+    if "x-api-key" in headers:
+        return _validated(headers["x-api-key"])
+    authorization = headers.get("authorization")
+    if authorization is None:
+        return None, KeyProblem.MISSING_KEY
+    if not isinstance(authorization, str):
+        return None, KeyProblem.MALFORMED_KEY
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None, KeyProblem.MISSING_KEY
+    return _validated(token)
+
+
+def _validated(value: object) -> tuple[str | None, KeyProblem | None]:
+    if not isinstance(value, str) or len(value) > MAX_KEY_CHARS:
+        return None, KeyProblem.MALFORMED_KEY
+    value = value.strip()
+    if not value:
+        return None, KeyProblem.MISSING_KEY
+    if not value.isascii() or not value.isprintable():
+        return None, KeyProblem.MALFORMED_KEY
+    return value, None
+
+
+def _headers(data: dict[str, Any]) -> dict[str, Any]:
+    """Lower-cased single-value headers; REST passes names as the client sent them."""
+    headers: dict[str, Any] = {}
+    multi = _mapping(data.get("multiValueHeaders"))
+    for name, values in multi.items():
+        if isinstance(name, str) and isinstance(values, list) and values:
+            headers[name.lower()] = values[-1]
+    for name, value in _mapping(data.get("headers")).items():
+        if isinstance(name, str):
+            headers[name.lower()] = value
+    return headers
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: object) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    # lone surrogates (legal in JSON escapes) cannot be encoded to UTF-8 later: replace them now
+    return value[:MAX_FIELD_CHARS].encode("utf-8", "replace").decode("utf-8")
