@@ -1,0 +1,118 @@
+"""Shared fixtures: moto in-process, a fake clock, event builders, a stream reader."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from authorizer.keystore import create_key
+from authorizer.tables import table_specs, ttl_specs
+
+KEYS_TABLE = "complical-api-keys-test"
+LIMITS_TABLE = "complical-rate-limits-test"
+STREAM = "complical-usage-stream-test"
+METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/GET/items/42"
+START = 1_795_000_000.25  # a fixed instant: 2026-11-18T11:06:40.250Z, 40.25 s into its minute
+
+
+class FakeClock:
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Aws:
+    dynamodb: Any
+    kinesis: Any
+
+    def read_stream(self, stream: str = STREAM) -> list[dict[str, Any]]:
+        events = []
+        for shard in self.kinesis.list_shards(StreamName=stream)["Shards"]:
+            iterator = self.kinesis.get_shard_iterator(
+                StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
+            records = self.kinesis.get_records(ShardIterator=iterator, Limit=10_000)["Records"]
+            events.extend({"partitionKey": r["PartitionKey"], **json.loads(r["Data"])} for r in records)
+        return events
+
+
+@pytest.fixture(autouse=True)
+def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KINESIS", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def aws() -> Iterator[Aws]:
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb")
+        kinesis = boto3.client("kinesis")
+        for spec in table_specs(KEYS_TABLE, LIMITS_TABLE):
+            dynamodb.create_table(**spec)
+        for spec in ttl_specs(KEYS_TABLE, LIMITS_TABLE):
+            dynamodb.update_time_to_live(**spec)
+        kinesis.create_stream(StreamName=STREAM, ShardCount=2)
+        yield Aws(dynamodb, kinesis)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def new_key(aws: Aws, email: str = "ada@example.com", plan: str = "free") -> tuple[str, str]:
+    return create_key(aws.dynamodb, KEYS_TABLE, email, plan, FakeClock())
+
+
+def rest_event(headers: Any = None, **overrides: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "type": "REQUEST",
+        "methodArn": METHOD_ARN,
+        "resource": "/items/{id}",
+        "path": "/items/42",
+        "httpMethod": "GET",
+        "headers": headers if headers is not None else {},
+        "requestContext": {
+            "requestId": "req-1",
+            "resourcePath": "/items/{id}",
+            "httpMethod": "GET",
+            "identity": {"sourceIp": "203.0.113.9", "userAgent": "curl/8.5"},
+        },
+    }
+    event.update(overrides)
+    return event
+
+
+def http_v2_event(headers: Any = None) -> dict[str, Any]:
+    return {
+        "version": "2.0",
+        "type": "REQUEST",
+        "routeArn": "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/GET/items/42",
+        "routeKey": "GET /items/{id}",
+        "rawPath": "/items/42",
+        "headers": headers if headers is not None else {},
+        "requestContext": {
+            "requestId": "req-2",
+            "routeKey": "GET /items/{id}",
+            "http": {"method": "GET", "path": "/items/42", "sourceIp": "198.51.100.7", "userAgent": "ua/1"},
+        },
+    }

@@ -1,0 +1,344 @@
+"""Functional tests of the authorizer against moto: answers and the exact events emitted."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import pytest
+
+import authorizer.handler as handler_module
+import authorizer.service as service_module
+from authorizer.errors import Unauthorized
+from authorizer.keystore import get_key, revoke_key
+from authorizer.producer import NullProducer
+from authorizer.service import Authorizer
+from authorizer.settings import Settings
+from tests.authorizer.conftest import (
+    KEYS_TABLE,
+    LIMITS_TABLE,
+    METHOD_ARN,
+    STREAM,
+    Aws,
+    FakeClock,
+    http_v2_event,
+    new_key,
+    rest_event,
+)
+
+SETTINGS = Settings(
+    environment="test",
+    stream_name=STREAM,
+    api_keys_table=KEYS_TABLE,
+    rate_limit_table=LIMITS_TABLE,
+    analytics_enabled=True,
+)
+REQUEST_FIELDS = {
+    "version": 1,
+    "environment": "test",
+    "httpMethod": "GET",
+    "resourcePath": "/items/{id}",
+    "path": "/items/42",
+    "sourceIp": "203.0.113.9",
+    "userAgent": "curl/8.5",
+    "requestId": "req-1",
+}
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+def make(aws: Aws, clock: FakeClock, settings: Settings = SETTINGS) -> Authorizer:
+    return Authorizer(settings, dynamodb=aws.dynamodb, kinesis=aws.kinesis, clock=clock)
+
+
+def sent_events(aws: Aws, authorizer: Authorizer) -> list[dict[str, Any]]:
+    assert authorizer.producer.flush(5)
+    events = aws.read_stream()
+    for event in events:
+        assert UUID.match(event.pop("eventId"))
+        assert re.fullmatch(r"2026-11-18T11:0\d:\d\d\.\d{3}Z", event.pop("timestamp"))
+    return events
+
+
+def count_calls(client: Any, operation: str) -> list[int]:
+    calls = [0]
+
+    def hook(**_: Any) -> None:
+        calls[0] += 1
+
+    client.meta.events.register(f"before-call.dynamodb.{operation}", hook)
+    return calls
+
+
+def test_valid_key_is_allowed_and_metered(aws: Aws, clock: FakeClock) -> None:
+    """A valid key gets an Allow with the caller context and one API_CALL event keyed by user."""
+    key_id, secret = new_key(aws)
+    authorizer = make(aws, clock)
+    response = authorizer.handle(rest_event({"x-api-key": secret}))
+    assert response["principalId"] == key_id
+    assert response["policyDocument"]["Statement"][0] == {
+        "Action": "execute-api:Invoke",
+        "Effect": "Allow",
+        "Resource": METHOD_ARN,
+    }
+    assert response["context"] == {
+        "outcome": "ALLOWED",
+        "userEmail": "ada@example.com",
+        "apiKeyId": key_id,
+        "plan": "free",
+    }
+    [event] = sent_events(aws, authorizer)
+    assert event.pop("partitionKey") != "203.0.113.9"
+    assert event == {
+        **REQUEST_FIELDS,
+        "eventType": "API_CALL",
+        "userEmail": "ada@example.com",
+        "apiKeyId": key_id,
+        "reason": None,
+    }
+    assert get_key(aws.dynamodb, KEYS_TABLE, key_id).last_used_at == "2026-11-18T11:06:40.250Z"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({}, "MISSING_KEY"),
+        ({"x-api-key": "not-a-key"}, "MALFORMED_KEY"),
+        ({"x-api-key": "ck_\u00e9"}, "MALFORMED_KEY"),
+        ({"Authorization": "Bearer " + "x" * 5000}, "MALFORMED_KEY"),
+    ],
+)
+def test_key_problems_are_denied_anonymously(aws: Aws, clock: FakeClock, headers: Any, reason: str) -> None:
+    """Missing and malformed keys are denied with the reason; the event has no user and the IP as key."""
+    authorizer = make(aws, clock)
+    response = authorizer.handle(rest_event(headers))
+    assert response["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+    assert response["context"] == {"outcome": "AUTH_FAILED", "reason": reason}
+    assert sent_events(aws, authorizer) == [
+        {
+            **REQUEST_FIELDS,
+            "partitionKey": "203.0.113.9",
+            "eventType": "API_AUTH_FAILED",
+            "userEmail": None,
+            "apiKeyId": None,
+            "reason": reason,
+        }
+    ]
+
+
+def test_unknown_key_is_denied(aws: Aws, clock: FakeClock) -> None:
+    """A well-formed key that is not in the table, or whose secret differs, is UNKNOWN_KEY without a user."""
+    from authorizer.keys import _checksum, generate_key
+
+    key_id, secret = new_key(aws)
+    _, stranger = generate_key()
+    forged_body = secret[:16] + stranger[16:-8]
+    forged = forged_body + _checksum(forged_body)  # our id, another secret, a valid checksum
+    authorizer = make(aws, clock)
+    for presented in (stranger, forged):
+        assert authorizer.handle(rest_event({"x-api-key": presented}))["context"]["reason"] == "UNKNOWN_KEY"
+    events = sent_events(aws, authorizer)
+    assert [(e["eventType"], e["reason"], e["apiKeyId"], e["userEmail"]) for e in events] == [
+        ("API_AUTH_FAILED", "UNKNOWN_KEY", None, None)
+    ] * 2
+    assert key_id not in str(events)
+
+
+def test_revoked_key_is_denied_after_the_cache_ttl(aws: Aws, clock: FakeClock) -> None:
+    """Revocation takes effect once the cached record expires; the event names the key's owner."""
+    key_id, secret = new_key(aws)
+    authorizer = make(aws, clock)
+    event = rest_event({"x-api-key": secret})
+    assert authorizer.handle(event)["context"]["outcome"] == "ALLOWED"
+    revoke_key(aws.dynamodb, KEYS_TABLE, key_id)
+    clock.advance(SETTINGS.key_cache_ttl_seconds)
+    response = authorizer.handle(event)
+    assert response["context"]["reason"] == "REVOKED_KEY"
+    [_, revoked] = sent_events(aws, authorizer)
+    assert (revoked["eventType"], revoked["apiKeyId"], revoked["userEmail"]) == (
+        "API_AUTH_FAILED",
+        key_id,
+        "ada@example.com",
+    )
+
+
+def test_second_limit_denies_then_recovers(aws: Aws, clock: FakeClock) -> None:
+    """The 6th request of a second on the free plan is API_RATE_LIMITED; the next second is allowed."""
+    key_id, secret = new_key(aws)
+    authorizer = make(aws, clock)
+    event = rest_event({"x-api-key": secret})
+    outcomes = [authorizer.handle(event)["context"] for _ in range(7)]
+    assert [c["outcome"] for c in outcomes] == ["ALLOWED"] * 5 + ["RATE_LIMITED"] * 2
+    assert outcomes[5]["reason"] == "RATE_LIMIT_SECOND" and outcomes[5]["retryAfter"] == 1
+    events = sent_events(aws, authorizer)
+    assert [(e["eventType"], e["reason"]) for e in events] == [("API_CALL", None)] * 5 + [
+        ("API_RATE_LIMITED", "RATE_LIMIT_SECOND")
+    ] * 2
+    assert {e["apiKeyId"] for e in events} == {key_id} and len({e["partitionKey"] for e in events}) == 1
+    clock.advance(1)
+    assert authorizer.handle(event)["context"]["outcome"] == "ALLOWED"
+
+
+def test_minute_limit(aws: Aws, clock: FakeClock) -> None:
+    """Past 100 requests in a minute the free plan is refused with RATE_LIMIT_MINUTE until the minute ends."""
+    _, secret = new_key(aws)
+    authorizer = make(aws, clock)
+    event = rest_event({"x-api-key": secret})
+    clock.now = 1_794_999_980.0  # 20 s into a minute
+    for _ in range(20):
+        assert all(authorizer.handle(event)["context"]["outcome"] == "ALLOWED" for _ in range(5))
+        clock.advance(1)
+    context = authorizer.handle(event)["context"]
+    assert (context["reason"], context["retryAfter"]) == ("RATE_LIMIT_MINUTE", 20)
+    clock.advance(20)
+    assert authorizer.handle(event)["context"]["outcome"] == "ALLOWED"
+
+
+def test_refusals_are_remembered_locally(aws: Aws, clock: FakeClock) -> None:
+    """Within a full window, later refusals cost no DynamoDB write."""
+    _, secret = new_key(aws)
+    authorizer = make(aws, clock)
+    updates = count_calls(aws.dynamodb, "UpdateItem")
+    for _ in range(20):
+        authorizer.handle(rest_event({"x-api-key": secret}))
+    assert updates[0] == 5 + 1 + 1  # 5 counted, 1 refused by DynamoDB, 1 last-used write
+
+
+def test_unknown_ids_are_negatively_cached(aws: Aws, clock: FakeClock) -> None:
+    """Repeating an unknown key reads DynamoDB once; known keys are read once per TTL."""
+    from authorizer.keys import generate_key
+
+    _, stranger = generate_key()
+    _, secret = new_key(aws, plan="enterprise")
+    authorizer = make(aws, clock)
+    reads = count_calls(aws.dynamodb, "GetItem")
+    for _ in range(50):
+        authorizer.handle(rest_event({"x-api-key": stranger}))
+        authorizer.handle(rest_event({"x-api-key": secret}))
+    assert reads[0] == 2
+
+
+def test_negative_cache_is_bounded(aws: Aws, clock: FakeClock) -> None:
+    """A flood of distinct unknown keys cannot grow the negative cache past its size."""
+    from authorizer.keys import generate_key
+
+    authorizer = make(
+        aws, clock, Settings(api_keys_table=KEYS_TABLE, rate_limit_table=LIMITS_TABLE, negative_cache_size=10)
+    )
+    for _ in range(30):
+        authorizer.handle(rest_event({"x-api-key": generate_key()[1]}))
+    assert len(authorizer._unknown) == 10
+
+
+def test_key_store_outage_is_a_clean_deny(aws: Aws, clock: FakeClock) -> None:
+    """When the keys table cannot be read the request is denied as KEY_STORE_UNAVAILABLE, not crashed."""
+    _, secret = new_key(aws)
+    settings = Settings(
+        stream_name=STREAM, api_keys_table="missing", rate_limit_table=LIMITS_TABLE, analytics_enabled=True
+    )
+    authorizer = make(aws, clock, settings)
+    response = authorizer.handle(rest_event({"x-api-key": secret}))
+    assert response["context"] == {"outcome": "UNAVAILABLE", "reason": "KEY_STORE_UNAVAILABLE"}
+    [event] = sent_events(aws, authorizer)
+    assert (event["eventType"], event["reason"]) == ("API_AUTH_FAILED", "KEY_STORE_UNAVAILABLE")
+
+
+def test_rate_limit_outage_fails_open(aws: Aws, clock: FakeClock) -> None:
+    """When the rate-limit table is unavailable the request is allowed and metered."""
+    _, secret = new_key(aws)
+    settings = Settings(
+        stream_name=STREAM, api_keys_table=KEYS_TABLE, rate_limit_table="missing", analytics_enabled=True
+    )
+    authorizer = make(aws, clock, settings)
+    assert authorizer.handle(rest_event({"x-api-key": secret}))["context"]["outcome"] == "ALLOWED"
+    assert [e["eventType"] for e in sent_events(aws, authorizer)] == ["API_CALL"]
+
+
+def test_http_v2_payload(aws: Aws, clock: FakeClock) -> None:
+    """HTTP API v2 requests get simple responses and events with the route template."""
+    key_id, secret = new_key(aws)
+    authorizer = make(aws, clock)
+    assert authorizer.handle(http_v2_event({"authorization": f"Bearer {secret}"}))["isAuthorized"] is True
+    assert authorizer.handle(http_v2_event({}))["isAuthorized"] is False
+    events = sent_events(aws, authorizer)
+    assert [(e["eventType"], e["resourcePath"], e["sourceIp"]) for e in events] == [
+        ("API_CALL", "/items/{id}", "198.51.100.7"),
+        ("API_AUTH_FAILED", "/items/{id}", "198.51.100.7"),
+    ]
+
+
+def test_analytics_off_creates_no_kinesis_client(
+    aws: Aws, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ENABLE_KINESIS_ANALYTICS off no Kinesis client is built and nothing is sent."""
+
+    def forbidden() -> None:
+        raise AssertionError("Kinesis client built")
+
+    monkeypatch.setattr(service_module, "kinesis_client", forbidden)
+    _, secret = new_key(aws)
+    authorizer = Authorizer(
+        Settings(api_keys_table=KEYS_TABLE, rate_limit_table=LIMITS_TABLE), dynamodb=aws.dynamodb, clock=clock
+    )
+    assert isinstance(authorizer.producer, NullProducer)
+    assert authorizer.handle(rest_event({"x-api-key": secret}))["context"]["outcome"] == "ALLOWED"
+    assert aws.read_stream() == []
+
+
+def test_keys_never_reach_the_logs(aws: Aws, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    """Whatever the outcome, neither the presented key nor its hash is logged."""
+    from authorizer.keys import generate_key, hash_key
+
+    key_id, secret = new_key(aws)
+    revoked_id, revoked = new_key(aws)
+    revoke_key(aws.dynamodb, KEYS_TABLE, revoked_id)
+    presented = [secret, revoked, generate_key()[1], "garbage-key", secret + "x"]
+    authorizer = make(aws, clock)
+    with caplog.at_level(logging.DEBUG):  # botocore's wire logs included
+        for key in presented * 3:
+            authorizer.handle(rest_event({"x-api-key": key}))
+        authorizer.producer.flush(5)
+    ours = "".join(r.getMessage() for r in caplog.records if r.name.startswith("authorizer"))
+    everything = caplog.text + str(aws.read_stream())
+    assert "denied" in ours
+    for key in presented:
+        assert key not in everything and hash_key(key) not in ours
+
+
+class TestLambdaHandler:
+    """The module-level entry point, configured from the environment."""
+
+    @pytest.fixture(autouse=True)
+    def environment(self, aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Any:
+        monkeypatch.setenv("ENVIRONMENT", "test")
+        monkeypatch.setenv("ENABLE_KINESIS_ANALYTICS", "true")
+        handler_module.reset()
+        yield
+        handler_module.reset()
+
+    def test_rest_answers_follow_the_api_gateway_protocol(self, aws: Aws) -> None:
+        """Allow returns a policy, key failures raise Unauthorized (401), rate limits return a Deny (429)."""
+        _, secret = new_key(aws)
+        assert (
+            handler_module.lambda_handler(rest_event({"x-api-key": secret}), None)["context"]["plan"]
+            == "free"
+        )
+        with pytest.raises(Unauthorized, match="^Unauthorized$"):
+            handler_module.lambda_handler(rest_event({}), None)
+        for _ in range(10):
+            response = handler_module.lambda_handler(rest_event({"x-api-key": secret}), None)
+        assert response["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+
+    def test_drain_waits_until_events_are_sent(self, aws: Aws) -> None:
+        """After drain(), every emitted event is in the stream and counted as sent."""
+        _, secret = new_key(aws, plan="enterprise")
+        for _ in range(300):
+            handler_module.lambda_handler(http_v2_event({"x-api-key": secret}), None)
+        handler_module.drain(10)
+        stats = handler_module.producer_stats()
+        assert (stats.sent, stats.failed, stats.dropped, stats.pending) == (300, 0, 0, 0)
+        assert len(aws.read_stream()) == 300
+
+    def test_the_instance_is_built_once(self, aws: Aws) -> None:
+        """Lambda container reuse: one authorizer, one set of clients."""
+        assert handler_module.get_authorizer() is handler_module.get_authorizer()

@@ -1,0 +1,74 @@
+"""Unit tests of reading authorizer events into requests."""
+
+from __future__ import annotations
+
+from authorizer.request import MAX_FIELD_CHARS, ApiFormat, KeyProblem, parse_request
+from tests.authorizer.conftest import METHOD_ARN, http_v2_event, rest_event
+
+
+def test_rest_event_fields() -> None:
+    """A REST event yields its method ARN, route template, path, IP, agent and request id."""
+    request = parse_request(rest_event({"x-api-key": "ck_abc"}))
+    assert request.api_format is ApiFormat.REST
+    assert request.presented_key == "ck_abc"
+    assert (request.method_arn, request.http_method) == (METHOD_ARN, "GET")
+    assert (request.resource_path, request.path) == ("/items/{id}", "/items/42")
+    assert (request.source_ip, request.user_agent, request.request_id) == ("203.0.113.9", "curl/8.5", "req-1")
+
+
+def test_http_v2_event_fields() -> None:
+    """An HTTP API v2 event yields the route template from the route key."""
+    request = parse_request(http_v2_event({"x-api-key": "ck_abc"}))
+    assert request.api_format is ApiFormat.HTTP_V2
+    assert (request.http_method, request.resource_path, request.path) == ("GET", "/items/{id}", "/items/42")
+    assert (request.source_ip, request.user_agent, request.request_id) == ("198.51.100.7", "ua/1", "req-2")
+
+
+def test_header_names_are_case_insensitive() -> None:
+    """REST passes header names as sent; any case is found."""
+    assert parse_request(rest_event({"X-API-Key": "ck_a"})).presented_key == "ck_a"
+
+
+def test_bearer_token_is_read_when_no_api_key_header() -> None:
+    """`Authorization: Bearer` carries the key when `x-api-key` is absent."""
+    assert parse_request(rest_event({"Authorization": "Bearer ck_b"})).presented_key == "ck_b"
+    assert parse_request(rest_event({"authorization": "bearer  ck_b "})).presented_key == "ck_b"
+
+
+def test_multi_value_headers_are_read() -> None:
+    """A key only in `multiValueHeaders` is found."""
+    event = rest_event(None, multiValueHeaders={"x-api-key": ["ck_m"]})
+    assert parse_request(event).presented_key == "ck_m"
+
+
+def test_missing_key() -> None:
+    """No header, an empty one, or a non-Bearer Authorization is a missing key."""
+    for headers in [{}, {"x-api-key": "  "}, {"Authorization": "Basic abc"}, None]:
+        request = parse_request(rest_event(headers))
+        assert request.key_problem is KeyProblem.MISSING_KEY and request.presented_key is None
+
+
+def test_malformed_values() -> None:
+    """Huge, non-ASCII, control-character and non-string values are malformed."""
+    for value in ["k" * 10_000, "ck_é", "ck_\x00", 42, ["ck_a"], None]:
+        request = parse_request(rest_event({"x-api-key": value}))
+        assert request.key_problem is KeyProblem.MALFORMED_KEY and request.presented_key is None
+
+
+def test_any_shape_becomes_a_request() -> None:
+    """Non-dict events and wrongly typed parts give a request with a missing key."""
+    for event in [None, 1, "x", [], {"headers": "x", "requestContext": 5, "methodArn": 7}]:
+        request = parse_request(event)
+        assert request.key_problem is KeyProblem.MISSING_KEY and request.method_arn is None
+
+
+def test_long_fields_are_truncated_and_surrogates_replaced() -> None:
+    """Descriptive fields are capped and always encodable as UTF-8."""
+    request = parse_request(rest_event(path="/" + "a" * 5000, httpMethod="\ud800"))
+    assert request.path is not None and len(request.path) == MAX_FIELD_CHARS
+    assert request.http_method is not None and request.http_method.encode()
+
+
+def test_repr_hides_the_key() -> None:
+    """The request's repr never contains the presented key."""
+    assert "ck_secret" not in repr(parse_request(rest_event({"x-api-key": "ck_secret"})))
