@@ -256,7 +256,7 @@ def test_rate_limit_outage_fails_open(aws: Aws, clock: FakeClock) -> None:
 
 def test_http_v2_payload(aws: Aws, clock: FakeClock) -> None:
     """HTTP API v2 requests get simple responses and events with the route template."""
-    key_id, secret = new_key(aws)
+    _, secret = new_key(aws)
     authorizer = make(aws, clock)
     assert authorizer.handle(http_v2_event({"authorization": f"Bearer {secret}"}))["isAuthorized"] is True
     assert authorizer.handle(http_v2_event({}))["isAuthorized"] is False
@@ -289,7 +289,7 @@ def test_keys_never_reach_the_logs(aws: Aws, clock: FakeClock, caplog: pytest.Lo
     """Whatever the outcome, neither the presented key nor its hash is logged."""
     from authorizer.keys import generate_key, hash_key
 
-    key_id, secret = new_key(aws)
+    _, secret = new_key(aws)
     revoked_id, revoked = new_key(aws)
     revoke_key(aws.dynamodb, KEYS_TABLE, revoked_id)
     presented = [secret, revoked, generate_key()[1], "garbage-key", secret + "x"]
@@ -323,7 +323,7 @@ class TestLambdaHandler:
             handler_module.lambda_handler(rest_event({"x-api-key": secret}), None)["context"]["plan"]
             == "free"
         )
-        with pytest.raises(Unauthorized, match="^Unauthorized$"):
+        with pytest.raises(Unauthorized, match=r"^Unauthorized$"):
             handler_module.lambda_handler(rest_event({}), None)
         for _ in range(10):
             response = handler_module.lambda_handler(rest_event({"x-api-key": secret}), None)
