@@ -1,0 +1,118 @@
+"""The `metering` command: one subcommand per job, each a thin shell over a module."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from consumer.errors import ConfigError, MeteringError
+from consumer.settings import Settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        settings = Settings.from_env(os.environ)
+        sys.exit(handler(args, settings))
+    except ConfigError as exc:
+        sys.exit(f"metering: configuration error: {exc}")
+    except MeteringError as exc:
+        sys.exit(f"metering: {exc}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metering", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    local_aws = commands.add_parser("local-aws", help="serve the embedded AWS emulator on 127.0.0.1")
+    local_aws.add_argument("--port", type=int, default=4566)
+    local_aws.set_defaults(handler=_local_aws)
+
+    provision = commands.add_parser("provision", help="create the stream, tables and queue (idempotent)")
+    provision.set_defaults(handler=_provision)
+
+    consume = commands.add_parser("consume", help="run the KCL consumer until SIGTERM/SIGINT")
+    consume.set_defaults(handler=_consume)
+
+    simulate = commands.add_parser("simulate", help="drive the real authorizer with generated requests")
+    simulate.add_argument("--rate", type=float, default=50.0, help="requests per second")
+    simulate.add_argument("--duration", type=float, default=60.0, help="seconds")
+    simulate.add_argument("--users", type=int, default=20)
+    simulate.add_argument("--seed", type=int, default=None)
+    simulate.set_defaults(handler=_simulate)
+
+    usage = commands.add_parser("usage", help="per-user and global counts per minute")
+    usage.add_argument("--user", help="one user's email")
+    usage.add_argument("--last", default="15m", help="window, e.g. 15m, 2h")
+    usage.add_argument("--watch", type=float, default=0, help="refresh every N seconds")
+    usage.set_defaults(handler=_usage)
+
+    demo = commands.add_parser("demo", help="the whole pipeline locally: emulator, consumer, traffic, usage")
+    demo.add_argument("--port", type=int, default=4566)
+    demo.add_argument("--rate", type=float, default=50.0)
+    demo.add_argument("--users", type=int, default=20)
+    demo.set_defaults(handler=_demo)
+
+    _add_keys_commands(commands)
+    return parser
+
+
+def _local_aws(args: argparse.Namespace, _settings: Settings) -> int:
+    from consumer.ops import local_aws
+
+    print(f"local AWS emulator on http://127.0.0.1:{args.port} (Ctrl-C stops it)", file=sys.stderr)
+    local_aws.serve(args.port)
+    return 0
+
+
+def _provision(_args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.ops.provision import provision
+
+    provision(settings)
+    return 0
+
+
+def _consume(_args: argparse.Namespace, settings: Settings) -> int:
+    from consumer import daemon, logs
+
+    logs.configure(settings.log_level)
+    return daemon.run(settings)
+
+
+def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.ops.simulate import simulate
+
+    summary = simulate(settings, rate=args.rate, duration=args.duration, users=args.users, seed=args.seed)
+    print(summary.describe(), file=sys.stderr)
+    return 0
+
+
+def _usage(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.ops.usage import show_usage
+
+    show_usage(settings, user=args.user, last=args.last, watch=args.watch)
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.ops.demo import run_demo
+
+    return run_demo(settings, port=args.port, rate=args.rate, users=args.users)
+
+
+def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    try:
+        from consumer.ops.keys_command import add_keys_parser
+    except ImportError:  # the key commands arrive with the complete authorizer
+        return
+    add_keys_parser(commands)
+
+
+if __name__ == "__main__":
+    main()

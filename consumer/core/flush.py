@@ -1,0 +1,133 @@
+"""Cutting one shard's records into flush ranges that a replay can rebuild exactly.
+
+Why this exists: the KCL delivers at least once. After a crash it replays from the last
+checkpoint, and plain counter increments would count the replayed records twice. So:
+
+1. A flush covers a range of the shard: (start, end], where start is the last checkpoint.
+2. Before writing, the flush records its range (the "intent") durably.
+3. Every item update is conditional on a per-shard watermark stored in the item: it applies only
+   if the item's watermark for this shard is below `end`, and sets it to `end`. Replaying the
+   same range is therefore a no-op on items already written.
+4. Only after every item is written is the shard checkpointed at `end`.
+
+After a restart the checkpoint may lag the intent (crash between 2 and 4). The accumulator then
+cuts its ranges at the intent's boundaries. An item's watermark is always the end of some earlier
+flush, so a range that does not straddle one is, for each item, either wholly applied already
+(skipped) or not at all (applied): replayed records are counted exactly once.
+
+Positions are compared as `Position.key()` strings: Kinesis sequence numbers are decimal strings
+of varying length, larger than DynamoDB numbers, and comparable only within one shard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from consumer.core.aggregate import Aggregate
+from consumer.core.events import UsageEvent
+
+_SUB_WIDTH = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A record's place in its shard: sequence number plus KPL sub-sequence number."""
+
+    sequence: str
+    sub_sequence: int = 0
+
+    def key(self) -> str:
+        """A string whose lexical order is the shard order (length-prefixed, zero-padded)."""
+        return f"{len(self.sequence):03d}{self.sequence}.{self.sub_sequence:0{_SUB_WIDTH}d}"
+
+    @classmethod
+    def from_key(cls, key: str) -> Position:
+        length = int(key[:3])
+        sequence, sub = key[3 : 3 + length], key[4 + length :]
+        if not sequence.isdigit() or not sub.isdigit() or key[3 + length] != ".":
+            raise ValueError(f"not a position key: {key!r}")
+        return cls(sequence, int(sub))
+
+
+@dataclass(frozen=True, slots=True)
+class FlushRange:
+    shard_id: str
+    start: str | None  # exclusive position key; None when the shard has no checkpoint yet
+    end: str  # inclusive position key
+
+    @property
+    def end_position(self) -> Position:
+        return Position.from_key(self.end)
+
+
+@dataclass(slots=True)
+class Batch:
+    range: FlushRange
+    aggregate: Aggregate
+    records: int
+
+
+@dataclass(slots=True)
+class ShardAccumulator:
+    """Collects a shard's records and seals them into batches at the right boundaries."""
+
+    shard_id: str
+    start: str | None
+    cut_points: list[str] = field(default_factory=list)
+    _current: Aggregate = field(default_factory=Aggregate)
+    _records: int = 0
+    _last: str | None = None
+    _sealed: list[Batch] = field(default_factory=list)
+
+    @classmethod
+    def resume(cls, shard_id: str, checkpoint: str | None, unfinished: FlushRange | None) -> ShardAccumulator:
+        """Start after `checkpoint`; if a flush past it may be half-applied, replay its exact range."""
+        cuts: list[str] = []
+        if unfinished is not None and unfinished.shard_id == shard_id:
+            bounds = [b for b in (unfinished.start, unfinished.end) if b is not None]
+            cuts = sorted(b for b in bounds if checkpoint is None or b > checkpoint)
+        return cls(shard_id=shard_id, start=checkpoint, cut_points=cuts)
+
+    @property
+    def pending_records(self) -> int:
+        return self._records
+
+    @property
+    def replaying(self) -> bool:
+        return bool(self.cut_points)
+
+    def add(self, position: Position, event: UsageEvent | None) -> None:
+        """Add one record; `event` is None for a record that cannot be counted (it still advances)."""
+        key = position.key()
+        while self.cut_points and key > self.cut_points[0]:
+            self._seal_at_cut()
+        if event is not None:
+            self._current.add(event)
+        self._records += 1
+        self._last = key
+        if self.cut_points and key == self.cut_points[0]:
+            self._seal_at_cut()
+
+    def seal(self) -> None:
+        """Close the current batch (flush due, or shutting down).
+
+        Safe while replaying too: a range inside an original range never straddles an item's
+        watermark, so each item either has all of it already or none of it.
+        """
+        if self._records:
+            self._seal()
+
+    def take_sealed(self) -> list[Batch]:
+        sealed, self._sealed = self._sealed, []
+        return sealed
+
+    def _seal_at_cut(self) -> None:
+        self.cut_points.pop(0)
+        if self._records:
+            self._seal()
+
+    def _seal(self) -> None:
+        assert self._last is not None
+        batch_range = FlushRange(self.shard_id, self.start, self._last)
+        self._sealed.append(Batch(batch_range, self._current, self._records))
+        self.start, self._current, self._records = self._last, Aggregate(), 0

@@ -1,0 +1,31 @@
+"""Entry point of one record-processor child process, started by the MultiLangDaemon per shard."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from amazon_kclpy import kcl
+
+from consumer import aws, logs
+from consumer.processor import LoggedDeadLetters, UsageRecordProcessor
+from consumer.settings import Settings
+from consumer.sinks.dynamodb import DynamoDBSink
+
+
+def main() -> None:
+    settings = Settings.from_env(os.environ)
+    logs.configure(settings.log_level)
+    log = logs.get("consumer.processor").bind(pid=os.getpid())
+    sink = DynamoDBSink(
+        aws.client("dynamodb", settings.region), settings.analytics_table, settings.application_name
+    )
+    processor = UsageRecordProcessor(
+        sink, LoggedDeadLetters(log), log, flush_interval=settings.flush_interval_seconds
+    )
+    # stdout belongs to the protocol: nothing else may write there.
+    kcl.KCLProcess(processor, input_file=sys.stdin, output_file=sys.stdout, error_file=sys.stderr).run()
+
+
+if __name__ == "__main__":
+    main()

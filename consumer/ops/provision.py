@@ -1,0 +1,80 @@
+"""`metering provision`: create the stream, tables and queue, idempotently, wherever boto3 points."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from consumer import aws
+from consumer.settings import Settings
+from consumer.sinks.dynamodb import TTL_ATTRIBUTE, analytics_table_spec
+
+STREAM_SHARDS = 2
+STREAM_RETENTION_HOURS = 7 * 24
+
+
+def provision(settings: Settings, report: Callable[[str], None] = print) -> None:
+    kinesis = aws.client("kinesis", settings.region)
+    dynamodb = aws.client("dynamodb", settings.region)
+    _stream(kinesis, settings.stream_name, report)
+    _table(dynamodb, analytics_table_spec(settings.analytics_table), TTL_ATTRIBUTE, report)
+    for spec, ttl_attribute in _authorizer_tables(settings):
+        _table(dynamodb, spec, ttl_attribute, report)
+    _queue(aws.client("sqs", settings.region), settings.dlq_name, report)
+
+
+def _stream(kinesis: Any, name: str, report: Callable[[str], None]) -> None:
+    try:
+        kinesis.create_stream(
+            StreamName=name, ShardCount=STREAM_SHARDS, StreamModeDetails={"StreamMode": "PROVISIONED"}
+        )
+        report(f"stream {name}: created ({STREAM_SHARDS} shards)")
+    except ClientError as exc:
+        if _code(exc) != "ResourceInUseException":
+            raise
+        report(f"stream {name}: exists")
+    kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    summary = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+    if summary["RetentionPeriodHours"] < STREAM_RETENTION_HOURS:
+        kinesis.increase_stream_retention_period(StreamName=name, RetentionPeriodHours=STREAM_RETENTION_HOURS)
+    if summary.get("EncryptionType", "NONE") == "NONE":
+        kinesis.start_stream_encryption(StreamName=name, EncryptionType="KMS", KeyId="alias/aws/kinesis")
+
+
+def _table(dynamodb: Any, spec: dict[str, Any], ttl_attribute: str | None, report: Callable[[str], None]) -> None:
+    name = spec["TableName"]
+    try:
+        dynamodb.create_table(**spec)
+        report(f"table {name}: created")
+    except ClientError as exc:
+        if _code(exc) != "ResourceInUseException":
+            raise
+        report(f"table {name}: exists")
+    dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    if ttl_attribute is None:
+        return
+    ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+        dynamodb.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute}
+        )
+
+
+def _queue(sqs: Any, name: str, report: Callable[[str], None]) -> None:
+    # Dead letters are kept as long as SQS allows (14 days) so they can be re-driven after a fix.
+    sqs.create_queue(QueueName=name, Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)})
+    report(f"queue {name}: ready")
+
+
+def _authorizer_tables(settings: Settings) -> list[tuple[dict[str, Any], str | None]]:
+    from authorizer import tables
+
+    specs = tables.table_specs(settings.api_keys_table, settings.rate_limit_table)
+    ttl = tables.ttl_attributes(settings.api_keys_table, settings.rate_limit_table)
+    return [(spec, ttl.get(spec["TableName"])) for spec in specs]
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))

@@ -1,0 +1,183 @@
+"""The KCL record processor: decode, add, flush when due, then checkpoint.
+
+One instance runs per shard, in its own child process of the MultiLangDaemon. amazon_kclpy
+swallows exceptions from these methods and still reports success, which would acknowledge records
+we never counted. So every action runs under `_guarded`: an unexpected error exits the child,
+the daemon stops, and the records are replayed from the last checkpoint (exactly, see
+`consumer.core.flush`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, Protocol
+
+from amazon_kclpy.checkpoint_error import CheckpointError
+from amazon_kclpy.v3.processor import RecordProcessorBase
+
+from consumer.core.events import InvalidEvent, UsageEvent, decode_event, utc_now
+from consumer.core.flush import Batch, Position, ShardAccumulator
+from consumer.sinks.base import CounterSink
+
+# The lease moved or the worker is shutting down: checkpointing is impossible, not an error of ours.
+_LEASE_GONE = {"ShutdownException", "InvalidStateException"}
+_CHECKPOINT_ATTEMPTS = 5
+
+
+class Checkpointer(Protocol):
+    def checkpoint(self, sequence_number: str | None = None, sub_sequence_number: int | None = None) -> None: ...
+
+
+class DeadLetters(Protocol):
+    def send(self, shard_id: str, record: Any, error: InvalidEvent) -> None: ...
+
+
+class LoggedDeadLetters:
+    """Logs records that cannot be counted, without their data (it may hold personal data)."""
+
+    def __init__(self, log: Any) -> None:
+        self._log = log
+
+    def send(self, shard_id: str, record: Any, error: InvalidEvent) -> None:
+        self._log.warning(
+            "record_rejected",
+            shard=shard_id,
+            sequence=record.sequence_number,
+            reason=str(error.reason),
+            detail=error.detail[:300],
+        )
+
+
+class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
+    def __init__(
+        self,
+        sink: CounterSink,
+        dead_letters: DeadLetters,
+        log: Any,
+        *,
+        flush_interval: float,
+        monotonic: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._sink = sink
+        self._dead_letters = dead_letters
+        self._log = log
+        self._flush_interval = flush_interval
+        self._monotonic = monotonic
+        self._now = now
+        self._shard_id = ""
+        self._accumulator: ShardAccumulator | None = None
+        self._last_flush = monotonic()
+
+    def initialize(self, initialize_input: Any) -> None:
+        with self._guarded("initialize"):
+            self._shard_id = initialize_input.shard_id
+            self._log = self._log.bind(shard=self._shard_id)
+            checkpoint = _checkpoint_key(initialize_input.sequence_number, initialize_input.sub_sequence_number)
+            unfinished = self._sink.unfinished(self._shard_id)
+            self._accumulator = ShardAccumulator.resume(self._shard_id, checkpoint, unfinished)
+            self._last_flush = self._monotonic()
+            self._log.info("shard_initialized", checkpoint=checkpoint, replay_cuts=self._accumulator.cut_points)
+
+    def process_records(self, process_records_input: Any) -> None:
+        with self._guarded("process_records"):
+            accumulator = self._require_accumulator()
+            now = self._now()
+            for record in process_records_input.records:
+                accumulator.add(_position(record), self._decode(record, now))
+            if self._monotonic() - self._last_flush >= self._flush_interval:
+                accumulator.seal()
+            self._flush_sealed(process_records_input.checkpointer)
+
+    def lease_lost(self, lease_lost_input: Any) -> None:
+        with self._guarded("lease_lost"):
+            # No checkpointer: whoever takes the lease replays from our last checkpoint.
+            pending = self._accumulator.pending_records if self._accumulator else 0
+            self._log.warning("lease_lost", dropped_unflushed_records=pending)
+            self._accumulator = None
+
+    def shard_ended(self, shard_ended_input: Any) -> None:
+        with self._guarded("shard_ended"):
+            self._flush_all(shard_ended_input.checkpointer)
+            # At shard end the checkpoint takes no position: it marks the shard finished.
+            self._checkpoint(shard_ended_input.checkpointer, None)
+            self._log.info("shard_ended")
+
+    def shutdown_requested(self, shutdown_requested_input: Any) -> None:
+        with self._guarded("shutdown_requested"):
+            self._flush_all(shutdown_requested_input.checkpointer)
+            self._log.info("shutdown_flushed")
+
+    def _decode(self, record: Any, now: datetime) -> UsageEvent | None:
+        try:
+            return decode_event(record.binary_data, now)
+        except InvalidEvent as error:
+            self._dead_letters.send(self._shard_id, record, error)
+            return None
+
+    def _flush_all(self, checkpointer: Checkpointer) -> None:
+        if self._accumulator is not None:
+            self._accumulator.seal()
+            self._flush_sealed(checkpointer)
+
+    def _flush_sealed(self, checkpointer: Checkpointer) -> None:
+        accumulator = self._require_accumulator()
+        for batch in accumulator.take_sealed():
+            started = self._monotonic()
+            self._sink.write(batch)
+            if not self._checkpoint(checkpointer, batch):
+                break
+            self._log.debug(
+                "flushed",
+                records=batch.records,
+                items=len(batch.aggregate.items),
+                seconds=round(self._monotonic() - started, 3),
+            )
+        self._last_flush = self._monotonic()
+
+    def _checkpoint(self, checkpointer: Checkpointer, batch: Batch | None) -> bool:
+        """Checkpoint at the batch's end (or the shard's end); False if the lease is gone."""
+        position = batch.range.end_position if batch else None
+        for attempt in range(1, _CHECKPOINT_ATTEMPTS + 1):
+            try:
+                if position is None:
+                    checkpointer.checkpoint()
+                else:
+                    checkpointer.checkpoint(position.sequence, position.sub_sequence)
+                return True
+            except CheckpointError as exc:
+                if exc.value in _LEASE_GONE:
+                    self._log.warning("checkpoint_refused", error=exc.value)
+                    self._accumulator = None
+                    return False
+                if attempt == _CHECKPOINT_ATTEMPTS:
+                    raise
+                time.sleep(0.2 * 2**attempt)
+        return False
+
+    def _require_accumulator(self) -> ShardAccumulator:
+        if self._accumulator is None:
+            raise RuntimeError("records arrived for a shard this processor no longer owns")
+        return self._accumulator
+
+    @contextmanager
+    def _guarded(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except Exception:
+            self._log.exception("processor_failed", action=action)
+            raise SystemExit(1) from None
+
+
+def _position(record: Any) -> Position:
+    return Position(record.sequence_number, int(record.sub_sequence_number or 0))
+
+
+def _checkpoint_key(sequence: str | None, sub_sequence: int | None) -> str | None:
+    """The initial checkpoint as a position key; None for TRIM_HORIZON, LATEST and the like."""
+    if sequence is None or not sequence.isdigit():
+        return None
+    return Position(sequence, int(sub_sequence or 0)).key()

@@ -1,0 +1,140 @@
+"""The analytics table: its schema, and the idempotent counter writes of a flush.
+
+Each item update is `ADD` on the counters, guarded by the item's watermark for the writing shard
+(`w_<shardId>`, a position key): see `consumer.core.flush` for why that makes replays exact.
+DynamoDB cannot batch updates, so a flush fans its updates out over a small thread pool; botocore's
+standard retry mode handles throttling and transient errors with backoff and jitter.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from consumer.core.aggregate import Counters, ItemKey, rfc3339
+from consumer.core.flush import Batch, FlushRange
+from consumer.errors import SinkUnavailable
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+BUCKET_INDEX = "by-bucket"
+TTL_ATTRIBUTE = "expiresAt"
+
+
+def analytics_table_spec(table_name: str) -> dict[str, Any]:
+    """`create_table` arguments. The GSI lists every user/IP/global item of one time bucket."""
+    return {
+        "TableName": table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": "bucket", "AttributeType": "S"},
+        ],
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": BUCKET_INDEX,
+                "KeySchema": [
+                    {"AttributeName": "bucket", "KeyType": "HASH"},
+                    {"AttributeName": "pk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        "SSESpecification": {"Enabled": True},
+    }
+
+
+class DynamoDBSink:
+    def __init__(
+        self, client: DynamoDBClient, table_name: str, application_name: str, *, concurrency: int = 16
+    ) -> None:
+        self._client = client
+        self._table = table_name
+        self._intent_pk = f"FLUSH#{application_name}"
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ddb-flush")
+
+    def unfinished(self, shard_id: str) -> FlushRange | None:
+        try:
+            reply = self._client.get_item(
+                TableName=self._table,
+                Key={"pk": {"S": self._intent_pk}, "sk": {"S": f"SHARD#{shard_id}"}},
+                ConsistentRead=True,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise SinkUnavailable(f"reading the flush intent of {shard_id}: {exc}") from exc
+        item = reply.get("Item")
+        if item is None:
+            return None
+        start = item.get("start", {}).get("S")
+        return FlushRange(shard_id, start, item["end"]["S"])
+
+    def write(self, batch: Batch) -> None:
+        self._record_intent(batch.range)
+        futures = [
+            self._pool.submit(self._apply, key, counters, batch.range)
+            for key, counters in batch.aggregate.items.items()
+        ]
+        errors = [exc for f in futures if (exc := f.exception()) is not None]
+        if errors:
+            raise SinkUnavailable(f"{len(errors)} of {len(futures)} item updates failed: {errors[0]}")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def _record_intent(self, flush_range: FlushRange) -> None:
+        item = {
+            "pk": {"S": self._intent_pk},
+            "sk": {"S": f"SHARD#{flush_range.shard_id}"},
+            "end": {"S": flush_range.end},
+        }
+        if flush_range.start is not None:
+            item["start"] = {"S": flush_range.start}
+        try:
+            self._client.put_item(TableName=self._table, Item=item)
+        except (ClientError, BotoCoreError) as exc:
+            raise SinkUnavailable(f"recording the flush intent: {exc}") from exc
+
+    def _apply(self, key: ItemKey, counters: Counters, flush_range: FlushRange) -> None:
+        try:
+            self._client.update_item(TableName=self._table, **_counter_update(key, counters, flush_range))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return  # this shard already applied this range to this item: a replay
+            raise
+
+
+def _counter_update(key: ItemKey, counters: Counters, flush_range: FlushRange) -> dict[str, Any]:
+    sets = ["#w = :end"]
+    values: dict[str, Any] = {
+        ":end": {"S": flush_range.end},
+        ":calls": {"N": str(counters.calls)},
+        ":auth": {"N": str(counters.auth_failures)},
+        ":limited": {"N": str(counters.rate_limited)},
+    }
+    if counters.bucket is not None and counters.expires_at is not None:
+        sets += ["#bucket = :bucket", "#ttl = :ttl"]
+        values[":bucket"] = {"S": counters.bucket}
+        values[":ttl"] = {"N": str(counters.expires_at)}
+    if counters.first_seen is not None and counters.last_seen is not None:
+        sets += ["firstSeen = if_not_exists(firstSeen, :first)", "lastSeen = :last"]
+        values[":first"] = {"S": rfc3339(counters.first_seen)}
+        values[":last"] = {"S": rfc3339(counters.last_seen)}
+    names = {"#w": f"w_{flush_range.shard_id}"}
+    if counters.bucket is not None:
+        names |= {"#bucket": "bucket", "#ttl": TTL_ATTRIBUTE}
+    return {
+        "Key": {"pk": {"S": key[0]}, "sk": {"S": key[1]}},
+        "UpdateExpression": "ADD calls :calls, authFailures :auth, rateLimited :limited SET "
+        + ", ".join(sets),
+        "ConditionExpression": "attribute_not_exists(#w) OR #w < :end",
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }

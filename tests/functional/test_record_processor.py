@@ -1,0 +1,172 @@
+"""The record processor through the real `KCLProcess`, fed protocol lines from memory."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consumer.processor import LoggedDeadLetters, UsageRecordProcessor
+from consumer.sinks.memory import MemorySink
+from tests.factories import event
+from tests.kcl_fake import ScriptedDaemon
+
+SHARD = "shardId-000000000000"
+NOW = datetime(2026, 11, 25, tzinfo=UTC)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _processor(sink: MemorySink, clock: FakeClock | None = None, interval: float = 5.0) -> UsageRecordProcessor:
+    log = structlog.get_logger("test")
+    return UsageRecordProcessor(sink, LoggedDeadLetters(log), log, flush_interval=interval,
+                                monotonic=clock or FakeClock(), now=lambda: NOW)
+
+
+def _calls(n: int, start: int = 1, email: str = "alice@example.com") -> list[tuple[int, bytes]]:
+    return [(seq, orjson.dumps(event(email=email))) for seq in range(start, start + n)]
+
+
+def test_does_not_flush_or_checkpoint_before_the_interval() -> None:
+    """Records within the flush interval stay in memory and nothing is checkpointed."""
+    sink = MemorySink()
+    daemon = ScriptedDaemon().initialize(SHARD).records(_calls(3))
+    daemon.run(_processor(sink))
+    assert daemon.checkpoints == [] and sink.items == {}
+
+
+def test_flushes_then_checkpoints_at_the_flushed_end() -> None:
+    """Once the interval passed, counts are written, then the checkpoint is the last flushed record."""
+    sink, clock = MemorySink(), FakeClock()
+    processor = _processor(sink, clock)
+    daemon = ScriptedDaemon().initialize(SHARD).records(_calls(3))
+    daemon.run(processor)
+    clock.now = 6.0
+    daemon.records(_calls(2, start=4)).run(processor)
+    assert daemon.checkpoints == [("5", 0)]
+    assert sink.items[("USER#alice@example.com", "TOTAL")]["calls"] == 5
+
+
+def test_empty_poll_flushes_a_quiet_shard() -> None:
+    """An empty process_records call flushes pending counts once due."""
+    sink, clock = MemorySink(), FakeClock()
+    processor = _processor(sink, clock)
+    daemon = ScriptedDaemon().initialize(SHARD).records(_calls(3))
+    daemon.run(processor)
+    clock.now = 6.0
+    daemon.records([]).run(processor)
+    assert daemon.checkpoints == [("3", 0)]
+
+
+def test_shutdown_requested_flushes_and_checkpoints() -> None:
+    """A graceful shutdown writes pending counts and checkpoints them."""
+    sink = MemorySink()
+    daemon = ScriptedDaemon().initialize(SHARD).records(_calls(4)).shutdown_requested()
+    daemon.run(_processor(sink))
+    assert daemon.checkpoints == [("4", 0)]
+    assert sink.items[("GLOBAL", "HOUR#2026-11-24T17")]["calls"] == 4
+
+
+def test_shard_end_flushes_then_checkpoints_without_position() -> None:
+    """At shard end the counts are written before the position-less checkpoint."""
+    sink = MemorySink()
+    daemon = ScriptedDaemon().initialize(SHARD).records(_calls(2)).shard_ended()
+    daemon.run(_processor(sink))
+    assert daemon.checkpoints == [("2", 0), (None, None)]
+
+
+def test_lease_lost_drops_pending_without_checkpoint() -> None:
+    """After losing the lease nothing is written or checkpointed: the new owner replays."""
+    sink = MemorySink()
+    daemon = ScriptedDaemon().initialize(SHARD).records(_calls(2)).lease_lost()
+    daemon.run(_processor(sink))
+    assert daemon.checkpoints == [] and sink.items == {}
+
+
+def test_invalid_records_are_skipped_and_valid_ones_counted() -> None:
+    """A bad record never stops the shard and never loses the valid records around it."""
+    sink = MemorySink()
+    records = [(1, orjson.dumps(event())), (2, b"{broken"), (3, orjson.dumps(event(version=9))),
+               (4, orjson.dumps(event()))]
+    daemon = ScriptedDaemon().initialize(SHARD).records(records).shutdown_requested()
+    daemon.run(_processor(sink))
+    assert daemon.checkpoints == [("4", 0)]
+    assert sink.items[("USER#alice@example.com", "TOTAL")]["calls"] == 2
+
+
+def test_failed_flush_exits_the_child_without_checkpoint() -> None:
+    """A sink failure exits the child (the daemon restarts) instead of acknowledging records."""
+    sink = MemorySink(fail_after_items=1)
+    daemon = ScriptedDaemon().initialize(SHARD).records(_calls(2)).shutdown_requested()
+    with pytest.raises(SystemExit):
+        daemon.run(_processor(sink))
+    assert daemon.checkpoints == []
+
+
+def test_refused_checkpoint_stops_without_crashing() -> None:
+    """A checkpoint refused because the lease moved is not a crash: the shard just stops."""
+    sink = MemorySink()
+    daemon = ScriptedDaemon(checkpoint_error="ShutdownException")
+    daemon.initialize(SHARD).records(_calls(2)).shutdown_requested().run(_processor(sink))
+    assert daemon.statuses == ["initialize", "processRecords", "shutdownRequested"]
+
+
+def _ground_truth(records: list[tuple[int, bytes]]) -> MemorySink:
+    sink = MemorySink()
+    ScriptedDaemon().initialize(SHARD).records(records).shutdown_requested().run(_processor(sink))
+    return sink
+
+
+def _counts(sink: MemorySink) -> dict[tuple[str, str], tuple[int, int, int]]:
+    return {k: (v["calls"], v["authFailures"], v["rateLimited"]) for k, v in sink.items.items()}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    users=st.lists(st.sampled_from(["a@x.io", "b@x.io", "c@x.io", None]), min_size=1, max_size=40),
+    first_batches=st.lists(st.integers(1, 7), min_size=1, max_size=10),
+    replay_batches=st.lists(st.integers(1, 7), min_size=1, max_size=10),
+    crash_after_items=st.integers(0, 12),
+)
+def test_crash_mid_flush_then_replay_counts_exactly_once(
+    users: list[str | None], first_batches: list[int], replay_batches: list[int], crash_after_items: int
+) -> None:
+    """Whatever the batch boundaries and wherever a flush dies, a replay from the checkpoint is exact."""
+    records = [(i + 1, orjson.dumps(event(email=u))) for i, u in enumerate(users)]
+    sink, clock = MemorySink(), FakeClock()
+    # First run: flush after every batch; one flush dies part-way (a crash mid-flush).
+    daemon = ScriptedDaemon().initialize(SHARD)
+    for chunk in _chunks(records, first_batches):
+        daemon.records(chunk)
+    sink.fail_after_items = crash_after_items
+    with pytest.raises(SystemExit):
+        daemon.run(_processor(sink, clock, interval=0.0))
+        raise SystemExit  # no crash happened: every flush was small enough
+    # Restart from the last checkpoint with different batch boundaries, as the daemon would.
+    sink.fail_after_items = None
+    checkpoint = daemon.last_checkpoint or "TRIM_HORIZON"
+    replay = [r for r in records if checkpoint == "TRIM_HORIZON" or r[0] > int(checkpoint)]
+    daemon = ScriptedDaemon().initialize(SHARD, checkpoint)
+    for chunk in _chunks(replay, replay_batches):
+        daemon.records(chunk)
+    daemon.shutdown_requested().run(_processor(sink, clock, interval=0.0))
+    assert _counts(sink) == _counts(_ground_truth(records))
+
+
+def _chunks(records: list[tuple[int, bytes]], sizes: list[int]) -> list[list[tuple[int, bytes]]]:
+    chunks, i = [], 0
+    while i < len(records):
+        size = sizes[len(chunks) % len(sizes)]
+        chunks.append(records[i : i + size])
+        i += size
+    return chunks
