@@ -6,12 +6,17 @@ as absent, so a malformed event becomes a clean deny instead of an exception.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 MAX_KEY_CHARS = 256  # longer than any key of ours; bounds the work done on hostile input
 MAX_FIELD_CHARS = 300  # keeps every event far below the consumer's 16 KiB record limit
+_MAX_SCANNED_CHARS = 16 * 1024
+# a key pasted into a path or a user agent must not reach the events either
+_KEY_LIKE = re.compile(r"ck_[a-z0-9]{12}_[A-Za-z0-9_-]{4,}", re.ASCII)
+REDACTED = "[REDACTED]"
 
 
 class ApiFormat(StrEnum):
@@ -130,7 +135,10 @@ def _mapping(value: object) -> dict[str, Any]:
 
 
 def _text(value: object) -> str | None:
+    """A descriptive field, capped, UTF-8 encodable, with anything key-like redacted."""
     if not isinstance(value, str) or not value:
         return None
+    # redact before truncating, so a key cut in half at the cap is not left half visible
+    value = _KEY_LIKE.sub(REDACTED, value[:_MAX_SCANNED_CHARS])[:MAX_FIELD_CHARS]
     # lone surrogates (legal in JSON escapes) cannot be encoded to UTF-8 later: replace them now
-    return value[:MAX_FIELD_CHARS].encode("utf-8", "replace").decode("utf-8")
+    return value.encode("utf-8", "replace").decode("utf-8")

@@ -72,3 +72,15 @@ def test_long_fields_are_truncated_and_surrogates_replaced() -> None:
 def test_repr_hides_the_key() -> None:
     """The request's repr never contains the presented key."""
     assert "ck_secret" not in repr(parse_request(rest_event({"x-api-key": "ck_secret"})))
+
+
+def test_keys_in_descriptive_fields_are_redacted() -> None:
+    """A key pasted into the path or user agent is redacted, even where the cap would cut it."""
+    from authorizer.keys import generate_key
+
+    _, secret = generate_key()
+    event = rest_event(path="/x/" + "a" * 280 + secret)
+    event["requestContext"]["identity"]["userAgent"] = f"tool {secret[:-1]}"
+    request = parse_request(event)
+    assert request.path == "/x/" + "a" * 280 + "[REDACTED]"[: MAX_FIELD_CHARS - 284]
+    assert request.user_agent == "tool [REDACTED]"
