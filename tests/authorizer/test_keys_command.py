@@ -1,0 +1,57 @@
+"""Tests of `metering keys` and of the table specs, against moto."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from authorizer.tables import table_specs, ttl_specs
+from consumer.ops.keys_command import add_keys_parser
+from tests.authorizer.conftest import KEYS_TABLE, LIMITS_TABLE, Aws
+
+
+def run(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="metering")
+    add_keys_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(list(argv))
+    return int(args.handler(args))
+
+
+@pytest.fixture(autouse=True)
+def environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEYS_TABLE_NAME", KEYS_TABLE)
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+def test_create_list_revoke(aws: Aws, capsys: pytest.CaptureFixture[str]) -> None:
+    """Create prints the secret once; list shows the key without it; revoke marks it revoked."""
+    assert run("keys", "create", "--email", "ada@example.com", "--plan", "pro") == 0
+    created = capsys.readouterr().out
+    key_id = created.split("key id:")[1].split()[0]
+    secret = created.split("secret:")[1].split()[0]
+    assert secret.startswith(f"ck_{key_id}_")
+    assert run("keys", "list") == 0
+    listing = capsys.readouterr().out
+    assert key_id in listing and "active" in listing and secret not in listing
+    assert run("keys", "revoke", key_id) == 0
+    capsys.readouterr()
+    run("keys", "list")
+    assert "revoked" in capsys.readouterr().out
+
+
+def test_errors_exit_non_zero(aws: Aws, capsys: pytest.CaptureFixture[str]) -> None:
+    """Unknown ids and bad emails exit 1 with a message on stderr."""
+    assert run("keys", "revoke", "nosuchkey123") == 1
+    assert run("keys", "create", "--email", "nope") == 1
+    assert "error:" in capsys.readouterr().err
+
+
+def test_table_specs_create_both_tables_with_ttl(aws: Aws) -> None:
+    """The specs create on-demand tables, and TTL is enabled on the rate-limit windows."""
+    names = [spec["TableName"] for spec in table_specs(KEYS_TABLE, LIMITS_TABLE)]
+    assert names == [KEYS_TABLE, LIMITS_TABLE]
+    assert all(spec["BillingMode"] == "PAY_PER_REQUEST" for spec in table_specs("a", "b"))
+    description = aws.dynamodb.describe_time_to_live(TableName=LIMITS_TABLE)["TimeToLiveDescription"]
+    assert description == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
+    assert [spec["TableName"] for spec in ttl_specs(KEYS_TABLE, LIMITS_TABLE)] == [LIMITS_TABLE]
