@@ -55,3 +55,17 @@ def test_table_specs_create_both_tables_with_ttl(aws: Aws) -> None:
     description = aws.dynamodb.describe_time_to_live(TableName=LIMITS_TABLE)["TimeToLiveDescription"]
     assert description == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
     assert [spec["TableName"] for spec in ttl_specs(KEYS_TABLE, LIMITS_TABLE)] == [LIMITS_TABLE]
+
+
+def test_build_zip_holds_only_the_package(tmp_path: object) -> None:
+    """The Lambda zip contains the authorizer's modules only, and builds reproducibly."""
+    import zipfile
+    from pathlib import Path
+
+    from authorizer.build_zip import build
+
+    first, second = Path(str(tmp_path)) / "a.zip", Path(str(tmp_path)) / "b.zip"
+    assert build(first) == build(second) > 0
+    assert first.read_bytes() == second.read_bytes()
+    names = zipfile.ZipFile(first).namelist()
+    assert "authorizer/handler.py" in names and all(name.startswith("authorizer/") for name in names)
