@@ -1,6 +1,7 @@
 """Fire-and-forget emission of usage events to Kinesis.
 
-`emit` only encodes and enqueues (microseconds); one daemon thread sends batches with `PutRecords`.
+`emit` only encodes and enqueues (microseconds); one daemon thread sends batches with `PutRecords`,
+lingering up to 50 ms after the first event so busy containers make one call per batch, not per event.
 Nothing here raises into the handler: a full queue drops the event, a failed call drops its batch,
 and both are counted and logged. No retries: a retry would need time the request does not have.
 
@@ -75,8 +76,12 @@ class NullProducer:
 
 
 class KinesisProducer:
-    def __init__(self, client: KinesisClient, stream_name: str, max_queue: int = 10_000) -> None:
+    def __init__(
+        self, client: KinesisClient, stream_name: str, max_queue: int = 10_000, linger_s: float = 0.05
+    ) -> None:
         self._client = client
+        self._linger_s = linger_s
+        self._flushing = threading.Event()
         self._stream_name = stream_name
         self._queue: queue.Queue[_Entry | None] = queue.Queue(max_queue)
         self._thread: threading.Thread | None = None
@@ -97,12 +102,15 @@ class KinesisProducer:
     def flush(self, timeout_s: float) -> bool:
         """Wait until every queued event was sent or failed; False if the deadline came first."""
         deadline = time.monotonic() + timeout_s
+        self._flushing.set()  # stop lingering: send what is queued now
         with self._queue.all_tasks_done:
             while self._queue.unfinished_tasks:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    self._flushing.clear()
                     return False
                 self._queue.all_tasks_done.wait(remaining)
+        self._flushing.clear()
         return True
 
     def stats(self) -> ProducerStats:
@@ -141,16 +149,25 @@ class KinesisProducer:
         if first is None:
             return [], True
         batch, size = [first], len(first.data)
+        linger_until = time.monotonic() + self._linger_s
         while len(batch) < MAX_BATCH_RECORDS and size < MAX_BATCH_BYTES:
             try:
-                entry = self._queue.get_nowait()
+                entry = self._queue.get(timeout=self._wait_s(linger_until))
             except queue.Empty:
-                break
+                if self._flushing.is_set() or time.monotonic() >= linger_until:
+                    break
+                continue
             if entry is None:
                 return batch, True
             batch.append(entry)
             size += len(entry.data)
         return batch, False
+
+    def _wait_s(self, linger_until: float) -> float:
+        """Poll in short slices while lingering, so a flush is noticed within a few milliseconds."""
+        if self._flushing.is_set():
+            return 0.0005
+        return max(0.0005, min(0.005, linger_until - time.monotonic()))
 
     def _send(self, batch: list[_Entry]) -> None:
         records: list[PutRecordsRequestEntryTypeDef] = [
