@@ -1,8 +1,9 @@
 """Running the KCL MultiLangDaemon: render its properties, start the JVM, forward signals.
 
-The JVM runs in its own session so a terminal's Ctrl-C reaches only us: we forward SIGTERM to
-the JVM, whose shutdown hook gives every record processor `shutdownGraceMillis` to flush and
-checkpoint. A daemon that dies for any other reason makes `metering consume` exit non-zero, so
+The JVM stays in our process group, so killing the group kills everything. SIGTERM and SIGINT
+are forwarded to the JVM as SIGTERM; its shutdown hook gives every record processor
+`shutdownGraceMillis` to flush and checkpoint (the processors ignore a terminal's SIGINT and wait
+for the daemon to tell them). A daemon that dies for any other reason makes `metering consume` exit non-zero, so
 the container is restarted and the shards resume from their checkpoints.
 """
 
@@ -64,7 +65,7 @@ def run(settings: Settings) -> int:
         properties_file.write_text(render_properties(settings))
         shutil.copy(PROPERTIES_DIR / "logback.xml", workdir)
         env = os.environ | {"JAVA_TOOL_OPTIONS": f"{os.environ.get('JAVA_TOOL_OPTIONS', '')} {JVM_OPTIONS}"}
-        daemon = subprocess.Popen(java_command(java, properties_file), env=env, start_new_session=True)
+        daemon = subprocess.Popen(java_command(java, properties_file), env=env)
         stopping = _forward_stop_signals(daemon)
         code = daemon.wait()
     if stopping() and code in (0, 130, 143):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from amazon_kclpy import kcl
@@ -14,6 +15,8 @@ from consumer.sinks.dynamodb import DynamoDBSink
 
 
 def main() -> None:
+    # Ctrl-C in a terminal reaches the whole process group; shutdown comes from the daemon instead.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     settings = Settings.from_env(os.environ)
     logs.configure(settings.log_level)
     log = logs.get("consumer.processor").bind(pid=os.getpid())

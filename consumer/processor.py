@@ -90,6 +90,7 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
                 accumulator.add(_position(record), self._decode(record, now))
             if self._monotonic() - self._last_flush >= self._flush_interval:
                 accumulator.seal()
+                self._last_flush = self._monotonic()
             self._flush_sealed(process_records_input.checkpointer)
 
     def lease_lost(self, lease_lost_input: Any) -> None:
@@ -121,6 +122,7 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
     def _flush_all(self, checkpointer: Checkpointer) -> None:
         if self._accumulator is not None:
             self._accumulator.seal()
+            self._last_flush = self._monotonic()
             self._flush_sealed(checkpointer)
 
     def _flush_sealed(self, checkpointer: Checkpointer) -> None:
@@ -136,7 +138,6 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
                 items=len(batch.aggregate.items),
                 seconds=round(self._monotonic() - started, 3),
             )
-        self._last_flush = self._monotonic()
 
     def _checkpoint(self, checkpointer: Checkpointer, batch: Batch | None) -> bool:
         """Checkpoint at the batch's end (or the shard's end); False if the lease is gone."""

@@ -72,7 +72,10 @@ def _authorizer_tables(settings: Settings) -> list[tuple[dict[str, Any], str | N
     from authorizer import tables
 
     specs = tables.table_specs(settings.api_keys_table, settings.rate_limit_table)
-    ttl = tables.ttl_attributes(settings.api_keys_table, settings.rate_limit_table)
+    ttl = {
+        spec["TableName"]: spec["TimeToLiveSpecification"]["AttributeName"]
+        for spec in tables.ttl_specs(settings.api_keys_table, settings.rate_limit_table)
+    }
     return [(spec, ttl.get(spec["TableName"])) for spec in specs]
 
 

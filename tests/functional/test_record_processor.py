@@ -68,6 +68,18 @@ def test_empty_poll_flushes_a_quiet_shard() -> None:
     assert daemon.checkpoints == [("3", 0)]
 
 
+def test_frequent_empty_polls_do_not_postpone_the_flush() -> None:
+    """Empty polls more often than the interval must not keep resetting the flush timer."""
+    sink, clock = MemorySink(), FakeClock()
+    processor = _processor(sink, clock)
+    daemon = ScriptedDaemon().initialize(SHARD).records(_calls(3))
+    daemon.run(processor)
+    for _ in range(6):
+        clock.now += 1.0
+        daemon.records([]).run(processor)
+    assert daemon.checkpoints == [("3", 0)]
+
+
 def test_shutdown_requested_flushes_and_checkpoints() -> None:
     """A graceful shutdown writes pending counts and checkpoints them."""
     sink = MemorySink()

@@ -1,0 +1,125 @@
+"""`metering simulate`: drive the real Lambda authorizer in-process with API Gateway requests.
+
+Each simulated user gets a real key through the key store (as `metering keys create` does); a few
+hot users on the free plan hit their rate limits; a share of requests carries a missing, malformed
+or unknown key. Keys created here are revoked at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from consumer import aws
+from consumer.settings import Settings
+
+HOT_USERS = 3
+BAD_KEY_SHARE = 0.05
+ROUTES = [("GET", "/items/{id}", "/items/{n}"), ("POST", "/items", "/items"), ("GET", "/search", "/search")]
+
+
+@dataclass
+class Summary:
+    outcomes: Counter[str] = field(default_factory=Counter)
+    sent: int = 0
+    failed: int = 0
+    dropped: int = 0
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        outcomes = ", ".join(f"{name} {count}" for name, count in sorted(self.outcomes.items()))
+        return (
+            f"simulated {sum(self.outcomes.values())} requests in {self.seconds:.1f} s ({outcomes}); "
+            f"usage events sent {self.sent}, failed {self.failed}, dropped {self.dropped}"
+        )
+
+
+@dataclass(frozen=True)
+class SimUser:
+    email: str
+    key_id: str
+    secret: str
+
+
+def simulate(
+    settings: Settings, *, rate: float, duration: float, users: int, seed: int | None = None
+) -> Summary:
+    from authorizer import handler, keystore
+
+    os.environ.setdefault("ENABLE_KINESIS_ANALYTICS", "true")
+    handler.reset()
+    rng = random.Random(seed)
+    dynamodb = aws.client("dynamodb", settings.region)
+    population = _create_users(dynamodb, settings.api_keys_table, users, keystore)
+    weights = [10.0 if i < HOT_USERS else 1.0 for i in range(len(population))]
+    summary = Summary()
+    started = time.monotonic()
+    try:
+        for n in range(int(rate * duration)):
+            _pace(started, n / rate)
+            request = _request(rng, population, weights)
+            summary.outcomes[_outcome(handler, request)] += 1
+    finally:
+        handler.drain(timeout_s=30)
+        stats = handler.producer_stats()
+        summary.sent, summary.failed, summary.dropped = stats.sent, stats.failed, stats.dropped
+        summary.seconds = time.monotonic() - started
+        for user in population:
+            keystore.revoke_key(dynamodb, settings.api_keys_table, user.key_id)
+    return summary
+
+
+def _create_users(dynamodb: Any, table: str, count: int, keystore: Any) -> list[SimUser]:
+    population = []
+    for i in range(count):
+        email = f"user{i:03d}@example.com"
+        plan = "free" if i < HOT_USERS else "pro"
+        key_id, secret = keystore.create_key(dynamodb, table, email, plan, time.time)
+        population.append(SimUser(email, key_id, secret))
+    return population
+
+
+def _request(rng: random.Random, population: list[SimUser], weights: list[float]) -> dict[str, Any]:
+    method, resource, path = rng.choice(ROUTES)
+    headers = {"user-agent": "metering-simulate/1.0"}
+    roll = rng.random()
+    if roll < BAD_KEY_SHARE / 3:
+        pass  # no key at all
+    elif roll < 2 * BAD_KEY_SHARE / 3:
+        headers["x-api-key"] = "not-a-key"
+    elif roll < BAD_KEY_SHARE:
+        headers["x-api-key"] = rng.choice(population).secret[:-4] + "abcd"  # well-formed, unknown
+    else:
+        headers["x-api-key"] = rng.choices(population, weights)[0].secret
+    return {
+        "type": "REQUEST",
+        "methodArn": f"arn:aws:execute-api:us-east-1:123456789012:simapi/prod/{method}{resource}",
+        "resource": resource,
+        "path": path.replace("{n}", str(rng.randint(1, 999))),
+        "httpMethod": method,
+        "headers": headers,
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "identity": {"sourceIp": f"198.51.100.{rng.randint(1, 40)}", "userAgent": headers["user-agent"]},
+        },
+    }
+
+
+def _outcome(handler: Any, request: dict[str, Any]) -> str:
+    try:
+        response = handler.lambda_handler(request, None)
+    except handler.Unauthorized:
+        return "unauthorized"
+    effect = response["policyDocument"]["Statement"][0]["Effect"]
+    return "allowed" if effect == "Allow" else "rate_limited"
+
+
+def _pace(started: float, offset: float) -> None:
+    delay = started + offset - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)

@@ -1,0 +1,104 @@
+"""Fixtures of the integration tier: the embedded emulator, a provisioned stack, the real consumer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from consumer.ops import local_aws
+from consumer.ops.provision import provision
+from consumer.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def aws_env() -> Iterator[dict[str, str]]:
+    """The emulator, running for the whole session, and the environment pointing at it."""
+    port = local_aws.free_port()
+    env = local_aws.local_env(port) | {"AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    with local_aws.running(port):
+        yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def stack(aws_env: dict[str, str], tmp_path: Path) -> Stack:
+    """A freshly provisioned stream, table and queue with names unique to the test."""
+    env = aws_env | {"ENVIRONMENT": f"it-{uuid.uuid4().hex[:8]}", "FLUSH_INTERVAL_SECONDS": "1"}
+    settings = Settings.from_env(env)
+    provision(settings, report=lambda _line: None)
+    return Stack(settings, env, tmp_path)
+
+
+class Stack:
+    def __init__(self, settings: Settings, env: dict[str, str], workdir: Path) -> None:
+        self.settings = settings
+        self.env = env
+        self.workdir = workdir
+        self.kinesis: Any = boto3.client("kinesis", region_name="us-east-1")
+        self.dynamodb: Any = boto3.client("dynamodb", region_name="us-east-1")
+
+    def start_consumer(self, name: str = "consumer") -> Consumer:
+        return Consumer(self.env, self.workdir / f"{name}-{time.monotonic_ns()}.log")
+
+    def table_items(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        for page in self.dynamodb.get_paginator("scan").paginate(
+            TableName=self.settings.analytics_table, ConsistentRead=True
+        ):
+            items.extend(page["Items"])
+        return items
+
+    def checkpoints(self) -> dict[str, str]:
+        items = self.dynamodb.scan(TableName=self.settings.application_name)["Items"]
+        return {i["leaseKey"]["S"]: i.get("checkpoint", {}).get("S", "") for i in items}
+
+
+class Consumer:
+    """`metering consume` as a user runs it, in its own process group so it can be killed whole."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "consumer.cli", "consume"],
+            env=os.environ | env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def kill_hard(self) -> None:
+        """kill -9 of the whole process group: the CLI, the JVM and every record processor."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self._log.close()
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout)
+        finally:
+            if self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self._log.close()
+        return code
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -1,0 +1,143 @@
+"""The real MultiLangDaemon against the embedded emulator: exact counts, also through kill -9."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.integration.conftest import Consumer, Stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+FIELD = {"API_CALL": "calls", "API_AUTH_FAILED": "authFailures", "API_RATE_LIMITED": "rateLimited"}
+USERS = [f"user{i}@example.com" for i in range(7)]
+
+
+def _hour_boundary(now: datetime) -> datetime:
+    """The latest hour boundary with 4 minutes of past on both sides (events must not be future)."""
+    boundary = now.replace(minute=0, second=0, microsecond=0)
+    return boundary if now - boundary >= timedelta(minutes=4) else boundary - timedelta(hours=1)
+
+
+def make_events(count: int, seed: int) -> list[dict[str, Any]]:
+    """Events across an hour boundary: several users (some hot), some without a user."""
+    rng = random.Random(seed)
+    boundary = _hour_boundary(datetime.now(UTC))
+    events = []
+    for _ in range(count):
+        at = boundary + timedelta(milliseconds=rng.randint(-180_000, 179_999))
+        email = None if rng.random() < 0.1 else rng.choices(USERS, weights=[8, 4, 2, 1, 1, 1, 1])[0]
+        kind = rng.choices(list(FIELD), weights=[85, 10, 5])[0]
+        events.append({
+            "version": 1, "eventId": str(uuid.uuid4()), "eventType": kind,
+            "timestamp": at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "environment": "it", "userEmail": email, "apiKeyId": "key_1" if email else None,
+            "httpMethod": "GET", "resourcePath": "/items/{id}", "path": "/items/1",
+            "sourceIp": f"192.0.2.{rng.randint(1, 5)}", "userAgent": "it", "requestId": str(uuid.uuid4()),
+            "reason": None,
+        })
+    return events
+
+
+def expected_items(events: list[dict[str, Any]]) -> dict[tuple[str, str], Counter[str]]:
+    """Ground truth for every contract item, computed independently of the consumer's code."""
+    items: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for e in events:
+        minute, hour = f"MINUTE#{e['timestamp'][:16]}", f"HOUR#{e['timestamp'][:13]}"
+        keys = [("GLOBAL", minute), ("GLOBAL", hour), (f"IP#{e['sourceIp']}", hour)]
+        if e["userEmail"]:
+            user = f"USER#{e['userEmail']}"
+            keys += [(user, "TOTAL"), (user, minute), (user, hour)]
+        for key in keys:
+            items[key][FIELD[e["eventType"]]] += 1
+    return items
+
+
+def put_events(stack: Stack, events: list[dict[str, Any]], per_second: float | None = None) -> None:
+    started = time.monotonic()
+    for i in range(0, len(events), 250):
+        chunk = events[i : i + 250]
+        entries = [
+            {"Data": orjson.dumps(e), "PartitionKey": e["userEmail"] or e["sourceIp"]} for e in chunk
+        ]
+        reply = stack.kinesis.put_records(StreamName=stack.settings.stream_name, Records=entries)
+        assert reply["FailedRecordCount"] == 0
+        if per_second:
+            time.sleep(max(0.0, started + (i + len(chunk)) / per_second - time.monotonic()))
+
+
+def actual_items(stack: Stack) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (i["pk"]["S"], i["sk"]["S"]): i
+        for i in stack.table_items()
+        if i["pk"]["S"] == "GLOBAL" or i["pk"]["S"].startswith(("USER#", "IP#"))
+    }
+
+
+def differences(stack: Stack, events: list[dict[str, Any]]) -> list[str]:
+    expected, actual = expected_items(events), actual_items(stack)
+    problems = [f"missing {key}" for key in expected.keys() - actual.keys()]
+    problems += [f"unexpected {key}" for key in actual.keys() - expected.keys()]
+    for key in expected.keys() & actual.keys():
+        got = {name: int(actual[key].get(name, {}).get("N", "0")) for name in FIELD.values()}
+        want = {name: expected[key][name] for name in FIELD.values()}
+        if got != want:
+            problems.append(f"{key}: got {got}, want {want}")
+    return problems
+
+
+def wait_exact(stack: Stack, events: list[dict[str, Any]], consumer: Consumer, timeout: float) -> float:
+    """Seconds until the table equals ground truth; fails with the differences otherwise."""
+    started = time.monotonic()
+    problems: list[str] = []
+    while time.monotonic() - started < timeout:
+        assert consumer.process.poll() is None, f"consumer died:\n{consumer.log_tail()}"
+        problems = differences(stack, events)
+        if not problems:
+            return time.monotonic() - started
+        time.sleep(1)
+    pytest.fail(f"not exact after {timeout} s: {problems[:10]}\n{consumer.log_tail()}")
+
+
+def wait_for_checkpoints(stack: Stack, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(c.isdigit() for c in stack.checkpoints().values()):
+            return
+        time.sleep(0.5)
+    pytest.fail("no shard checkpointed in time")
+
+
+def test_counts_are_exact_and_survive_kill_9(stack: Stack) -> None:
+    """Thousands of events land exactly in every contract item, also after kill -9 and a restart."""
+    first = make_events(3000, seed=1)
+    put_events(stack, first)
+    consumer = stack.start_consumer()
+    cold_start = wait_exact(stack, first, consumer, timeout=240)
+    print(f"\ncold start to exact counts of 3000 events: {cold_start:.1f} s")
+
+    second = make_events(4000, seed=2)
+    producer = threading.Thread(target=put_events, args=(stack, second, 800.0))
+    producer.start()
+    time.sleep(2.5)  # mid-stream, with flushes and checkpoints happening
+    consumer.kill_hard()
+    producer.join()
+
+    restarted = stack.start_consumer("restarted")
+    try:
+        recovery = wait_exact(stack, first + second, restarted, timeout=240)
+        print(f"restart after kill -9 to exact counts of 7000 events: {recovery:.1f} s")
+        item = actual_items(stack)[("USER#user0@example.com", "TOTAL")]
+        assert "firstSeen" in item and "lastSeen" in item
+        minute = next(v for k, v in actual_items(stack).items() if k[1].startswith("MINUTE#"))
+        assert int(minute["expiresAt"]["N"]) > time.time() + 6 * 86400
+    finally:
+        assert restarted.stop() == 0, restarted.log_tail()
