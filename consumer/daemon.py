@@ -3,8 +3,8 @@
 The JVM stays in our process group, so killing the group kills everything. SIGTERM and SIGINT
 are forwarded to the JVM as SIGTERM; its shutdown hook gives every record processor
 `shutdownGraceMillis` to flush and checkpoint (the processors ignore a terminal's SIGINT and wait
-for the daemon to tell them). A daemon that dies for any other reason makes `metering consume` exit non-zero, so
-the container is restarted and the shards resume from their checkpoints.
+for the daemon to tell them). A daemon that dies for any other reason makes `metering consume`
+exit non-zero, so the container is restarted and the shards resume from their checkpoints.
 """
 
 from __future__ import annotations

@@ -28,7 +28,9 @@ _CHECKPOINT_ATTEMPTS = 5
 
 
 class Checkpointer(Protocol):
-    def checkpoint(self, sequence_number: str | None = None, sub_sequence_number: int | None = None) -> None: ...
+    def checkpoint(
+        self, sequence_number: str | None = None, sub_sequence_number: int | None = None
+    ) -> None: ...
 
 
 class DeadLetters(Protocol):
@@ -76,11 +78,15 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
         with self._guarded("initialize"):
             self._shard_id = initialize_input.shard_id
             self._log = self._log.bind(shard=self._shard_id)
-            checkpoint = _checkpoint_key(initialize_input.sequence_number, initialize_input.sub_sequence_number)
+            checkpoint = _checkpoint_key(
+                initialize_input.sequence_number, initialize_input.sub_sequence_number
+            )
             unfinished = self._sink.unfinished(self._shard_id)
             self._accumulator = ShardAccumulator.resume(self._shard_id, checkpoint, unfinished)
             self._last_flush = self._monotonic()
-            self._log.info("shard_initialized", checkpoint=checkpoint, replay_cuts=self._accumulator.cut_points)
+            self._log.info(
+                "shard_initialized", checkpoint=checkpoint, replay_cuts=self._accumulator.cut_points
+            )
 
     def process_records(self, process_records_input: Any) -> None:
         with self._guarded("process_records"):

@@ -39,12 +39,18 @@ class ScriptedDaemon:
 
     # -- scripting ---------------------------------------------------------------------------
     def initialize(self, shard_id: str, sequence: str = "TRIM_HORIZON") -> ScriptedDaemon:
-        return self._send({"action": "initialize", "shardId": shard_id, "sequenceNumber": sequence,
-                           "subSequenceNumber": 0})
+        return self._send(
+            {"action": "initialize", "shardId": shard_id, "sequenceNumber": sequence, "subSequenceNumber": 0}
+        )
 
     def records(self, records: list[tuple[int, bytes]]) -> ScriptedDaemon:
-        return self._send({"action": "processRecords", "millisBehindLatest": 0,
-                           "records": [kcl_record(seq, data) for seq, data in records]})
+        return self._send(
+            {
+                "action": "processRecords",
+                "millisBehindLatest": 0,
+                "records": [kcl_record(seq, data) for seq, data in records],
+            }
+        )
 
     def shutdown_requested(self) -> ScriptedDaemon:
         return self._send({"action": "shutdownRequested"})
@@ -72,6 +78,10 @@ class ScriptedDaemon:
         elif message["action"] == "checkpoint":
             if self.checkpoint_error is None:
                 self.checkpoints.append((message["sequenceNumber"], message["subSequenceNumber"]))
-            reply = {"action": "checkpoint", "sequenceNumber": message["sequenceNumber"],
-                     "subSequenceNumber": message["subSequenceNumber"], "error": self.checkpoint_error}
+            reply = {
+                "action": "checkpoint",
+                "sequenceNumber": message["sequenceNumber"],
+                "subSequenceNumber": message["subSequenceNumber"],
+                "error": self.checkpoint_error,
+            }
             self._lines.appendleft(json.dumps(reply) + "\n")

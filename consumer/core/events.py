@@ -68,7 +68,7 @@ class _Envelope(msgspec.Struct):
     """Just enough to tell 'wrong version' and 'unknown type' apart from other field errors."""
 
     version: object = None
-    eventType: object = None  # noqa: N815 - the wire name
+    eventType: object = None
 
 
 _decoder = msgspec.json.Decoder(UsageEvent)

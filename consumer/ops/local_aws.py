@@ -25,7 +25,7 @@ def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> None:
     """Serve until SIGINT/SIGTERM (blocking)."""
     from hypercorn.asyncio import serve as hypercorn_serve
     from hypercorn.config import Config
-    from moto.server import DomainDispatcherApplication, create_backend_app
+    from moto.server import DomainDispatcherApplication, create_backend_app  # type: ignore[attr-defined]
 
     config = Config()
     config.bind = [f"{host}:{port}"]
@@ -39,7 +39,7 @@ def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await hypercorn_serve(app, config, shutdown_trigger=stop.wait, mode="wsgi")  # type: ignore[arg-type]
+        await hypercorn_serve(app, config, shutdown_trigger=stop.wait, mode="wsgi")
 
     asyncio.run(main())
 

@@ -43,7 +43,9 @@ def _stream(kinesis: Any, name: str, report: Callable[[str], None]) -> None:
         kinesis.start_stream_encryption(StreamName=name, EncryptionType="KMS", KeyId="alias/aws/kinesis")
 
 
-def _table(dynamodb: Any, spec: dict[str, Any], ttl_attribute: str | None, report: Callable[[str], None]) -> None:
+def _table(
+    dynamodb: Any, spec: dict[str, Any], ttl_attribute: str | None, report: Callable[[str], None]
+) -> None:
     name = spec["TableName"]
     try:
         dynamodb.create_table(**spec)

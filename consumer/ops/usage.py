@@ -46,7 +46,9 @@ def show_usage(settings: Settings, *, user: str | None, last: str, watch: float 
         return
     with Live(console=console, auto_refresh=False) as live:
         while True:
-            live.update(render(client, settings.analytics_table, user, window, datetime.now(UTC)), refresh=True)
+            live.update(
+                render(client, settings.analytics_table, user, window, datetime.now(UTC)), refresh=True
+            )
             time.sleep(watch)
 
 

@@ -27,10 +27,18 @@ class FakeClock:
         return self.now
 
 
-def _processor(sink: MemorySink, clock: FakeClock | None = None, interval: float = 5.0) -> UsageRecordProcessor:
+def _processor(
+    sink: MemorySink, clock: FakeClock | None = None, interval: float = 5.0
+) -> UsageRecordProcessor:
     log = structlog.get_logger("test")
-    return UsageRecordProcessor(sink, LoggedDeadLetters(log), log, flush_interval=interval,
-                                monotonic=clock or FakeClock(), now=lambda: NOW)
+    return UsageRecordProcessor(
+        sink,
+        LoggedDeadLetters(log),
+        log,
+        flush_interval=interval,
+        monotonic=clock or FakeClock(),
+        now=lambda: NOW,
+    )
 
 
 def _calls(n: int, start: int = 1, email: str = "alice@example.com") -> list[tuple[int, bytes]]:
@@ -108,8 +116,12 @@ def test_lease_lost_drops_pending_without_checkpoint() -> None:
 def test_invalid_records_are_skipped_and_valid_ones_counted() -> None:
     """A bad record never stops the shard and never loses the valid records around it."""
     sink = MemorySink()
-    records = [(1, orjson.dumps(event())), (2, b"{broken"), (3, orjson.dumps(event(version=9))),
-               (4, orjson.dumps(event()))]
+    records = [
+        (1, orjson.dumps(event())),
+        (2, b"{broken"),
+        (3, orjson.dumps(event(version=9))),
+        (4, orjson.dumps(event())),
+    ]
     daemon = ScriptedDaemon().initialize(SHARD).records(records).shutdown_requested()
     daemon.run(_processor(sink))
     assert daemon.checkpoints == [("4", 0)]

@@ -36,14 +36,24 @@ def make_events(count: int, seed: int) -> list[dict[str, Any]]:
         at = boundary + timedelta(milliseconds=rng.randint(-180_000, 179_999))
         email = None if rng.random() < 0.1 else rng.choices(USERS, weights=[8, 4, 2, 1, 1, 1, 1])[0]
         kind = rng.choices(list(FIELD), weights=[85, 10, 5])[0]
-        events.append({
-            "version": 1, "eventId": str(uuid.uuid4()), "eventType": kind,
-            "timestamp": at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "environment": "it", "userEmail": email, "apiKeyId": "key_1" if email else None,
-            "httpMethod": "GET", "resourcePath": "/items/{id}", "path": "/items/1",
-            "sourceIp": f"192.0.2.{rng.randint(1, 5)}", "userAgent": "it", "requestId": str(uuid.uuid4()),
-            "reason": None,
-        })
+        events.append(
+            {
+                "version": 1,
+                "eventId": str(uuid.uuid4()),
+                "eventType": kind,
+                "timestamp": at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "environment": "it",
+                "userEmail": email,
+                "apiKeyId": "key_1" if email else None,
+                "httpMethod": "GET",
+                "resourcePath": "/items/{id}",
+                "path": "/items/1",
+                "sourceIp": f"192.0.2.{rng.randint(1, 5)}",
+                "userAgent": "it",
+                "requestId": str(uuid.uuid4()),
+                "reason": None,
+            }
+        )
     return events
 
 
@@ -65,9 +75,7 @@ def put_events(stack: Stack, events: list[dict[str, Any]], per_second: float | N
     started = time.monotonic()
     for i in range(0, len(events), 250):
         chunk = events[i : i + 250]
-        entries = [
-            {"Data": orjson.dumps(e), "PartitionKey": e["userEmail"] or e["sourceIp"]} for e in chunk
-        ]
+        entries = [{"Data": orjson.dumps(e), "PartitionKey": e["userEmail"] or e["sourceIp"]} for e in chunk]
         reply = stack.kinesis.put_records(StreamName=stack.settings.stream_name, Records=entries)
         assert reply["FailedRecordCount"] == 0
         if per_second:
