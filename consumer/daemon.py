@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 import amazon_kclpy
 
-from consumer import aws
+from consumer import aws, leases, logs
 from consumer.errors import ConfigError
 from consumer.settings import Settings
 
@@ -40,6 +40,7 @@ def render_properties(settings: Settings, template: Path = PROPERTIES_DIR / "con
         "EXECUTABLE": f"{sys.executable} -m consumer.kcl_child",
         "STREAM_NAME": settings.stream_name,
         "APPLICATION_NAME": settings.application_name,
+        "WORKER_ID": settings.worker_id,
         "REGION": settings.region,
         "KINESIS_ENDPOINT": aws.endpoint_of("kinesis", settings.region),
         "DYNAMODB_ENDPOINT": aws.endpoint_of("dynamodb", settings.region),
@@ -50,9 +51,10 @@ def render_properties(settings: Settings, template: Path = PROPERTIES_DIR / "con
 
 
 def java_command(java: str, properties_file: Path) -> list[str]:
-    # The properties' folder goes on the classpath too: logback.xml is found there.
-    classpath = f"{JARS_DIR}/*{os.pathsep}{properties_file.parent}"
-    return [java, "-cp", classpath, DAEMON_CLASS, "--properties-file", str(properties_file)]
+    # The multilang jar bundles a logback.xml of its own, which wins over one on the classpath.
+    logback = f"-Dlogback.configurationFile={PROPERTIES_DIR / 'logback.xml'}"
+    classpath = f"{JARS_DIR}/*"
+    return [java, logback, "-cp", classpath, DAEMON_CLASS, "--properties-file", str(properties_file)]
 
 
 def run(settings: Settings) -> int:
@@ -63,7 +65,7 @@ def run(settings: Settings) -> int:
     with tempfile.TemporaryDirectory(prefix="metering-kcl-") as workdir:
         properties_file = Path(workdir) / "consumer.properties"
         properties_file.write_text(render_properties(settings))
-        shutil.copy(PROPERTIES_DIR / "logback.xml", workdir)
+        _bootstrap_leases(settings)
         env = os.environ | {"JAVA_TOOL_OPTIONS": f"{os.environ.get('JAVA_TOOL_OPTIONS', '')} {JVM_OPTIONS}"}
         daemon = subprocess.Popen(java_command(java, properties_file), env=env)
         stopping = _forward_stop_signals(daemon)
@@ -72,6 +74,19 @@ def run(settings: Settings) -> int:
         return 0
     print(f"metering consume: the KCL daemon exited with code {code}", file=sys.stderr)
     return code or 1
+
+
+def _bootstrap_leases(settings: Settings) -> None:
+    created = leases.bootstrap(
+        aws.client("dynamodb", settings.region),
+        aws.client("kinesis", settings.region),
+        settings.application_name,
+        settings.stream_name,
+        settings.worker_id,
+    )
+    if created:
+        log = logs.get("consumer.daemon")
+        log.info("leases_bootstrapped", leases=created, worker_id=settings.worker_id)
 
 
 def _forward_stop_signals(daemon: subprocess.Popen[bytes]) -> Callable[[], bool]:

@@ -8,6 +8,7 @@ instead of failing later inside a flush. Endpoints are not settings: boto3 resol
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -31,6 +32,7 @@ class Settings:
     rate_limit_table: str
     dlq_name: str
     application_name: str
+    worker_id: str
     flush_interval_seconds: float
     shutdown_grace_seconds: float
     log_level: str
@@ -53,6 +55,8 @@ class Settings:
             application_name=_read(
                 env, "KCL_APPLICATION_NAME", f"complical-usage-consumer-{environment}", _name
             ),
+            # Stable across restarts of one task: the KCL then finds its own leases at once.
+            worker_id=_read(env, "KCL_WORKER_ID", socket.gethostname(), _name),
             flush_interval_seconds=_read(env, "FLUSH_INTERVAL_SECONDS", "5", _seconds(0.2, 60)),
             shutdown_grace_seconds=_read(env, "SHUTDOWN_GRACE_SECONDS", "25", _seconds(5, 110)),
             log_level=_read(env, "LOG_LEVEL", "INFO", _log_level),
