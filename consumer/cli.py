@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
+from types import FrameType
 
 from consumer.errors import ConfigError, MeteringError
 from consumer.settings import Settings
@@ -17,6 +19,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = _parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
+    # SIGTERM (docker stop, ECS) ends a command as Ctrl-C does: through its cleanup.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         settings = Settings.from_env(os.environ)
         sys.exit(handler(args, settings))
@@ -24,6 +28,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f"metering: configuration error: {exc}")
     except MeteringError as exc:
         sys.exit(f"metering: {exc}")
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -34,7 +34,13 @@ class Checkpointer(Protocol):
 
 
 class DeadLetters(Protocol):
-    def send(self, shard_id: str, record: Any, error: InvalidEvent) -> None: ...
+    def send(self, shard_id: str, record: Any, error: InvalidEvent) -> None:
+        """Take a record that cannot be counted (it may be buffered until `flush`)."""
+        ...
+
+    def flush(self) -> None:
+        """Make every record taken so far durable; called before any checkpoint passes them."""
+        ...
 
 
 class LoggedDeadLetters:
@@ -51,6 +57,9 @@ class LoggedDeadLetters:
             reason=str(error.reason),
             detail=error.detail[:300],
         )
+
+    def flush(self) -> None:
+        pass
 
 
 class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
@@ -133,7 +142,10 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
 
     def _flush_sealed(self, checkpointer: Checkpointer) -> None:
         accumulator = self._require_accumulator()
-        for batch in accumulator.take_sealed():
+        sealed = accumulator.take_sealed()
+        if sealed:
+            self._dead_letters.flush()
+        for batch in sealed:
             started = self._monotonic()
             self._sink.write(batch)
             if not self._checkpoint(checkpointer, batch):

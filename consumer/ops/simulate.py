@@ -64,6 +64,8 @@ def simulate(
             _pace(started, n / rate)
             request = _request(rng, population, weights)
             summary.outcomes[_outcome(handler, request)] += 1
+    except KeyboardInterrupt:
+        pass  # stopping early is normal: report what was sent
     finally:
         handler.drain(timeout_s=30)
         stats = handler.producer_stats()
