@@ -9,6 +9,7 @@ import sys
 from amazon_kclpy import kcl
 
 from consumer import aws, logs
+from consumer.faults import FaultPoints
 from consumer.processor import LoggedDeadLetters, UsageRecordProcessor
 from consumer.settings import Settings
 from consumer.sinks.dynamodb import DynamoDBSink
@@ -20,11 +21,17 @@ def main() -> None:
     settings = Settings.from_env(os.environ)
     logs.configure(settings.log_level)
     log = logs.get("consumer.processor").bind(pid=os.getpid())
+    faults = FaultPoints.from_spec(os.environ.get("METERING_FAULT"))
     sink = DynamoDBSink(
-        aws.client("dynamodb", settings.region), settings.analytics_table, settings.application_name
+        aws.client("dynamodb", settings.region),
+        settings.analytics_table,
+        settings.application_name,
+        retry_for=settings.write_retry_seconds,
+        faults=faults,
+        log=log,
     )
     processor = UsageRecordProcessor(
-        sink, LoggedDeadLetters(log), log, flush_interval=settings.flush_interval_seconds
+        sink, LoggedDeadLetters(log), log, flush_interval=settings.flush_interval_seconds, faults=faults
     )
     # stdout belongs to the protocol: nothing else may write there.
     kcl.KCLProcess(processor, input_file=sys.stdin, output_file=sys.stdout, error_file=sys.stderr).run()

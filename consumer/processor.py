@@ -20,6 +20,7 @@ from amazon_kclpy.v3.processor import RecordProcessorBase
 
 from consumer.core.events import InvalidEvent, UsageEvent, decode_event, utc_now
 from consumer.core.flush import Batch, Position, ShardAccumulator
+from consumer.faults import FaultPoints
 from consumer.sinks.base import CounterSink
 
 # The lease moved or the worker is shutting down: checkpointing is impossible, not an error of ours.
@@ -72,7 +73,9 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
         flush_interval: float,
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = utc_now,
+        faults: FaultPoints | None = None,
     ) -> None:
+        self._faults = faults or FaultPoints()
         self._sink = sink
         self._dead_letters = dead_letters
         self._log = log
@@ -103,6 +106,7 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
             now = self._now()
             for record in process_records_input.records:
                 accumulator.add(_position(record), self._decode(record, now))
+                self._faults.hit("record-added")
             if self._monotonic() - self._last_flush >= self._flush_interval:
                 accumulator.seal()
                 self._last_flush = self._monotonic()

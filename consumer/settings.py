@@ -35,6 +35,7 @@ class Settings:
     worker_id: str
     flush_interval_seconds: float
     shutdown_grace_seconds: float
+    write_retry_seconds: float
     log_level: str
 
     @classmethod
@@ -59,6 +60,7 @@ class Settings:
             worker_id=_read(env, "KCL_WORKER_ID", socket.gethostname(), _name),
             flush_interval_seconds=_read(env, "FLUSH_INTERVAL_SECONDS", "5", _seconds(0.2, 60)),
             shutdown_grace_seconds=_read(env, "SHUTDOWN_GRACE_SECONDS", "25", _seconds(5, 110)),
+            write_retry_seconds=_read(env, "WRITE_RETRY_SECONDS", "60", _seconds(1, 600)),
             log_level=_read(env, "LOG_LEVEL", "INFO", _log_level),
         )
 

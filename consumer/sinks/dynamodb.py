@@ -8,6 +8,10 @@ standard retry mode handles throttling and transient errors with backoff and jit
 
 from __future__ import annotations
 
+import itertools
+import random
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -16,11 +20,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from consumer.core.aggregate import Counters, ItemKey, rfc3339
 from consumer.core.flush import Batch, FlushRange
 from consumer.errors import SinkUnavailable
+from consumer.faults import FaultPoints
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 BUCKET_INDEX = "by-bucket"
+_MAX_BACKOFF = 8.0
 TTL_ATTRIBUTE = "expiresAt"
 
 
@@ -54,9 +60,24 @@ def analytics_table_spec(table_name: str) -> dict[str, Any]:
 
 class DynamoDBSink:
     def __init__(
-        self, client: DynamoDBClient, table_name: str, application_name: str, *, concurrency: int = 16
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        application_name: str,
+        *,
+        concurrency: int = 16,
+        retry_for: float = 60.0,
+        faults: FaultPoints | None = None,
+        log: Any = None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
+        self._retry_for = retry_for
+        self._log = log
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._faults = faults or FaultPoints()
         self._table = table_name
         self._intent_pk = f"FLUSH#{application_name}"
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ddb-flush")
@@ -77,6 +98,26 @@ class DynamoDBSink:
         return FlushRange(shard_id, start, item["end"]["S"])
 
     def write(self, batch: Batch) -> None:
+        """Write the batch, retrying the whole (idempotent) write through outages for a bounded time.
+
+        botocore already retries each call a few times; this outer loop rides out an outage of
+        up to `retry_for` seconds. Past that, `SinkUnavailable`: the processor exits without
+        checkpointing and the records are replayed after the restart.
+        """
+        deadline = self._monotonic() + self._retry_for
+        for attempt in itertools.count(1):
+            try:
+                self._write_once(batch)
+                return
+            except SinkUnavailable as exc:
+                if self._monotonic() >= deadline:
+                    raise
+                if self._log is not None:
+                    self._log.warning("flush_retry", attempt=attempt, error=str(exc)[:300])
+                # Full jitter: concurrent shards must not hammer a recovering table in step.
+                self._sleep(random.uniform(0, min(_MAX_BACKOFF, 0.5 * 2**attempt)))  # noqa: S311
+
+    def _write_once(self, batch: Batch) -> None:
         self._record_intent(batch.range)
         futures = [
             self._pool.submit(self._apply, key, counters, batch.range)
@@ -109,6 +150,7 @@ class DynamoDBSink:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 return  # this shard already applied this range to this item: a replay
             raise
+        self._faults.hit("item-written")
 
 
 def _counter_update(key: ItemKey, counters: Counters, flush_range: FlushRange) -> dict[str, Any]:

@@ -1,0 +1,46 @@
+"""Deliberate crash points for the fault-injection tests; inert unless `METERING_FAULT` is set.
+
+`METERING_FAULT="<point>@<n>:<action>"` crashes the n-th time the named point is reached:
+`kill-group` kills the whole consumer (CLI, JVM and every record processor) with SIGKILL, as a
+host failure would; `kill-self` kills only this record-processor child. Production never sets it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+
+from consumer.errors import ConfigError
+
+ACTIONS = ("kill-group", "kill-self")
+
+
+@dataclass
+class FaultPoints:
+    point: str | None = None
+    after: int = 0
+    action: str = "kill-group"
+    _hits: int = 0
+
+    @classmethod
+    def from_spec(cls, spec: str | None) -> FaultPoints:
+        if not spec:
+            return cls()
+        try:
+            target, action = spec.split(":")
+            point, after = target.split("@")
+            if action not in ACTIONS:
+                raise ValueError(action)
+            return cls(point, int(after), action)
+        except ValueError as exc:
+            raise ConfigError(f"METERING_FAULT={spec!r} is invalid: use <point>@<n>:<action>") from exc
+
+    def hit(self, point: str) -> None:
+        if point != self.point:
+            return
+        self._hits += 1
+        if self._hits == self.after:
+            if self.action == "kill-group":
+                os.killpg(os.getpgid(0), signal.SIGKILL)
+            os.kill(os.getpid(), signal.SIGKILL)
