@@ -28,5 +28,8 @@ def dynamodb_client(endpoint_url: str | None = None) -> DynamoDBClient:
     return boto3.client("dynamodb", config=DYNAMODB_CONFIG, endpoint_url=endpoint_url)
 
 
-def kinesis_client(endpoint_url: str | None = None) -> KinesisClient:
-    return boto3.client("kinesis", config=KINESIS_CONFIG, endpoint_url=endpoint_url)
+def kinesis_client(
+    endpoint_url: str | None = None, connect_timeout: float = 0.1, read_timeout: float = 0.3
+) -> KinesisClient:
+    config = KINESIS_CONFIG.merge(Config(connect_timeout=connect_timeout, read_timeout=read_timeout))
+    return boto3.client("kinesis", config=config, endpoint_url=endpoint_url)

@@ -134,5 +134,8 @@ def _producer(settings: Settings, kinesis: KinesisClient | None) -> Producer:
     if not settings.analytics_enabled:
         return NullProducer()
     if kinesis is None:
-        kinesis = kinesis_client()  # only built when analytics are on
+        kinesis = kinesis_client(  # only built when analytics are on
+            connect_timeout=settings.kinesis_connect_timeout_seconds,
+            read_timeout=settings.kinesis_read_timeout_seconds,
+        )
     return KinesisProducer(kinesis, settings.stream_name, settings.event_queue_size)

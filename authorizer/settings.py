@@ -33,6 +33,8 @@ class Settings:
     negative_cache_size: int = 10_000
     event_queue_size: int = 10_000
     flush_on_return_ms: float = 0.0
+    kinesis_connect_timeout_seconds: float = 0.1
+    kinesis_read_timeout_seconds: float = 0.3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -50,6 +52,10 @@ class Settings:
             negative_cache_size=int(_read(env, "NEGATIVE_CACHE_SIZE", "10000", _number(0, 1_000_000))),
             event_queue_size=int(_read(env, "EVENT_QUEUE_SIZE", "10000", _number(1, 1_000_000))),
             flush_on_return_ms=_read(env, "KINESIS_FLUSH_ON_RETURN_MS", "0", _number(0, 1000)),
+            kinesis_connect_timeout_seconds=_read(
+                env, "KINESIS_CONNECT_TIMEOUT_SECONDS", "0.1", _number(0.01, 10)
+            ),
+            kinesis_read_timeout_seconds=_read(env, "KINESIS_READ_TIMEOUT_SECONDS", "0.3", _number(0.01, 10)),
         )
 
 

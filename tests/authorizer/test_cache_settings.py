@@ -57,10 +57,12 @@ def test_settings_read_explicit_values() -> None:
             "API_KEYS_TABLE_NAME": "k",
             "RATE_LIMIT_TABLE_NAME": "r",
             "KEY_CACHE_TTL_SECONDS": "5",
+            "KINESIS_READ_TIMEOUT_SECONDS": "2",
         }
     )
     assert (settings.analytics_enabled, settings.stream_name, settings.api_keys_table) == (True, "s", "k")
     assert (settings.rate_limit_table, settings.key_cache_ttl_seconds) == ("r", 5.0)
+    assert (settings.kinesis_read_timeout_seconds, settings.kinesis_connect_timeout_seconds) == (2.0, 0.1)
 
 
 @pytest.mark.parametrize(
