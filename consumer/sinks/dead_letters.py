@@ -1,0 +1,249 @@
+"""The dead-letter queue: every record that cannot be counted, with its data and a reason.
+
+One SQS message per record, a JSON document (`version` 1) holding the record's original bytes
+(`data`, base64), its place in the stream (`shardId`, `sequenceNumber`, `subSequenceNumber`,
+`partitionKey`), `arrivedAt` (the approximate arrival time), `reason`, `detail`, `stream` and
+`application`. A message is at most 256 KiB (the SQS limit older queues still have). A record too
+big for that (a Kinesis record can be 1 MiB) keeps a prefix of its data, with `dataTruncated: true`
+and the whole record's `dataSha256`; `dataBytes` is always the original length.
+
+Messages are buffered by `send` and written by `flush`, which the processor calls before any
+checkpoint passes them. A replay after a crash can therefore send a record twice: readers
+deduplicate by `position` (shard, sequence, sub-sequence), see `consumer.ops.dlq`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from botocore.exceptions import BotoCoreError, ClientError
+
+from consumer.core.aggregate import rfc3339
+from consumer.core.events import InvalidEvent
+from consumer.errors import ConfigError, SinkUnavailable
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+DOCUMENT_VERSION = 1
+MAX_MESSAGE_BYTES = 256 * 1024
+BATCH_ENTRIES = 10
+DETAIL_CHARS = 500
+_SEND_ATTEMPTS = 5
+# Characters SQS refuses in a message body (orjson already escapes the control characters).
+_UNSAFE = re.compile("[\ud800-\udfff\ufffe\uffff]")
+
+Position = tuple[str, str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One record as the queue holds it."""
+
+    shard_id: str
+    sequence_number: str
+    sub_sequence_number: int
+    partition_key: str
+    arrived_at: str
+    reason: str
+    detail: str
+    data: bytes
+    data_bytes: int
+    data_truncated: bool
+    stream: str
+    application: str
+
+    @property
+    def position(self) -> Position:
+        """What identifies the record: two copies of one dead letter share it."""
+        return (self.shard_id, self.sequence_number, self.sub_sequence_number)
+
+    def to_message(self, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
+        """The message body, at most `max_bytes`: the data is cut to a prefix if it must be."""
+        if self.data_truncated:
+            raise ValueError("a truncated dead letter cannot be written again")
+        document: dict[str, Any] = {
+            "version": DOCUMENT_VERSION,
+            "shardId": self.shard_id,
+            "sequenceNumber": self.sequence_number,
+            "subSequenceNumber": self.sub_sequence_number,
+            "partitionKey": _safe(self.partition_key),
+            "arrivedAt": self.arrived_at,
+            "reason": self.reason,
+            "detail": _safe(self.detail[:DETAIL_CHARS]),
+            "stream": self.stream,
+            "application": self.application,
+            "dataBytes": self.data_bytes,
+            "data": base64.b64encode(self.data).decode(),
+        }
+        whole = orjson.dumps(document)
+        if len(whole) <= max_bytes:
+            return whole
+        document |= {"data": "", "dataTruncated": True, "dataSha256": hashlib.sha256(self.data).hexdigest()}
+        room = max_bytes - len(orjson.dumps(document))
+        if room < 0:
+            raise ValueError(f"a dead letter needs more than {max_bytes} bytes without its data")
+        # base64 is 4 characters per 3 bytes and never escaped in JSON, so the size is exact.
+        document["data"] = base64.b64encode(self.data[: room // 4 * 3]).decode()
+        return orjson.dumps(document)
+
+    @classmethod
+    def from_message(cls, body: str | bytes) -> DeadLetter:
+        """Parse a message body; `ValueError` if it is not a dead-letter document we know."""
+        try:
+            document = orjson.loads(body)
+            if document["version"] != DOCUMENT_VERSION:
+                raise ValueError(f"dead-letter document version {document['version']!r}")
+            return cls(
+                shard_id=str(document["shardId"]),
+                sequence_number=str(document["sequenceNumber"]),
+                sub_sequence_number=int(document["subSequenceNumber"]),
+                partition_key=str(document["partitionKey"]),
+                arrived_at=str(document["arrivedAt"]),
+                reason=str(document["reason"]),
+                detail=str(document.get("detail", "")),
+                data=base64.b64decode(document["data"], validate=True),
+                data_bytes=int(document["dataBytes"]),
+                data_truncated=bool(document.get("dataTruncated", False)),
+                stream=str(document.get("stream", "")),
+                application=str(document.get("application", "")),
+            )
+        except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
+            raise ValueError(f"not a dead-letter document: {exc}") from exc
+
+
+def dead_letter(
+    shard_id: str, record: Any, error: InvalidEvent, *, stream: str, application: str
+) -> DeadLetter:
+    """A dead letter from an amazon_kclpy `Record` and the decoder's error."""
+    data: bytes = record.binary_data
+    arrived = datetime.fromtimestamp(int(record.timestamp_millis) / 1000, UTC)
+    return DeadLetter(
+        shard_id=shard_id,
+        sequence_number=str(record.sequence_number),
+        sub_sequence_number=int(record.sub_sequence_number or 0),
+        partition_key=str(record.partition_key),
+        arrived_at=rfc3339(arrived),
+        reason=str(error.reason),
+        detail=error.detail,
+        data=data,
+        data_bytes=len(data),
+        data_truncated=False,
+        stream=stream,
+        application=application,
+    )
+
+
+def pack_batches(
+    bodies: Iterable[bytes], entries: int = BATCH_ENTRIES, max_bytes: int = MAX_MESSAGE_BYTES
+) -> list[list[bytes]]:
+    """SendMessageBatch groups: at most `entries` messages and `max_bytes` of bodies per call."""
+    batches: list[list[bytes]] = []
+    size = 0
+    for body in bodies:
+        if not batches or len(batches[-1]) == entries or size + len(body) > max_bytes:
+            batches.append([])
+            size = 0
+        batches[-1].append(body)
+        size += len(body)
+    return batches
+
+
+def queue_url(client: SQSClient, name: str) -> str:
+    """The queue's URL; a missing queue is a configuration error (it is made by `metering provision`)."""
+    try:
+        return client.get_queue_url(QueueName=name)["QueueUrl"]
+    except client.exceptions.QueueDoesNotExist as exc:
+        raise ConfigError(
+            f"DLQ_NAME={name!r} is invalid: the dead-letter queue does not exist (run `metering provision`)"
+        ) from exc
+
+
+class SqsDeadLetters:
+    """The processor's `DeadLetters`: buffers messages, `flush` writes them with SendMessageBatch."""
+
+    def __init__(
+        self,
+        client: SQSClient,
+        queue_url: str,
+        *,
+        stream: str,
+        application: str,
+        log: Any,
+        concurrency: int = 4,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._client = client
+        self._queue_url = queue_url
+        self._stream = stream
+        self._application = application
+        self._log = log
+        self._sleep = sleep
+        self._pending: list[bytes] = []
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dlq-flush")
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def send(self, shard_id: str, record: Any, error: InvalidEvent) -> None:
+        letter = dead_letter(shard_id, record, error, stream=self._stream, application=self._application)
+        self._pending.append(letter.to_message())
+        # No data in logs: it may hold personal data. The queue has it.
+        self._log.warning(
+            "record_dead_lettered",
+            shard=shard_id,
+            sequence=letter.sequence_number,
+            sub_sequence=letter.sub_sequence_number,
+            reason=letter.reason,
+            detail=letter.detail[:300],
+            bytes=letter.data_bytes,
+        )
+
+    def flush(self) -> None:
+        """Write every buffered message, or raise `SinkUnavailable` (the buffer is then kept)."""
+        if not self._pending:
+            return
+        futures = [self._pool.submit(self._send_batch, batch) for batch in pack_batches(self._pending)]
+        errors = [exc for f in futures if (exc := f.exception()) is not None]
+        if errors:
+            raise SinkUnavailable(f"{len(errors)} of {len(futures)} dead-letter batches failed: {errors[0]}")
+        self._pending.clear()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def _send_batch(self, bodies: list[bytes]) -> None:
+        entries = [{"Id": str(i), "MessageBody": body.decode()} for i, body in enumerate(bodies)]
+        for attempt in range(1, _SEND_ATTEMPTS + 1):
+            try:
+                # botocore retries throttling and transient errors of the call itself.
+                reply = self._client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)  # type: ignore[arg-type]
+            except (ClientError, BotoCoreError) as exc:
+                raise SinkUnavailable(f"SendMessageBatch: {exc}") from exc
+            failed = reply.get("Failed", [])
+            if not failed:
+                return
+            permanent = [f for f in failed if f.get("SenderFault")]
+            if permanent:
+                raise SinkUnavailable(f"SendMessageBatch refused a message: {permanent[0].get('Code')}")
+            ids = {f["Id"] for f in failed}
+            entries = [e for e in entries if e["Id"] in ids]
+            if attempt < _SEND_ATTEMPTS:
+                self._sleep(0.1 * 2**attempt)
+        raise SinkUnavailable(
+            f"SendMessageBatch: {len(entries)} messages still failing after {_SEND_ATTEMPTS} tries"
+        )
+
+
+def _safe(text: str) -> str:
+    return _UNSAFE.sub("\ufffd", text)
