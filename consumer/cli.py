@@ -67,6 +67,15 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--users", type=int, default=20)
     demo.set_defaults(handler=_demo)
 
+    dlq = commands.add_parser("dlq", help="list or re-drive the dead-letter queue")
+    dlq_actions = dlq.add_subparsers(required=True, metavar="ACTION")
+    dlq_list = dlq_actions.add_parser("list", help="show dead letters (one row per record), deleting none")
+    dlq_list.add_argument("--limit", type=int, default=100, help="at most N records")
+    dlq_list.set_defaults(handler=_dlq_list)
+    dlq_redrive = dlq_actions.add_parser("redrive", help="put records that now decode back on the stream")
+    dlq_redrive.add_argument("--dry-run", action="store_true", help="report only; change nothing")
+    dlq_redrive.set_defaults(handler=_dlq_redrive)
+
     _add_keys_commands(commands)
     return parser
 
@@ -112,6 +121,19 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.ops.demo import run_demo
 
     return run_demo(settings, port=args.port, rate=args.rate, users=args.users)
+
+
+def _dlq_list(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.ops.dlq import list_command
+
+    list_command(settings, limit=args.limit)
+    return 0
+
+
+def _dlq_redrive(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.ops.dlq import redrive_command
+
+    return redrive_command(settings, dry_run=args.dry_run)
 
 
 def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -29,7 +29,7 @@ SHARD = "shardId-000000000001"
 class FakeSqs:
     """SendMessageBatch in memory; the first `failures` calls fail their entries (or raise)."""
 
-    class exceptions:  # noqa: N801 (the boto3 client attribute)
+    class exceptions:  # the boto3 client attribute
         class QueueDoesNotExist(Exception):
             pass
 
@@ -39,7 +39,7 @@ class FakeSqs:
         self.failures = failures
         self.sender_fault = sender_fault
 
-    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:  # noqa: N803
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:
         self.calls.append(len(Entries))
         assert len(Entries) <= 10
         assert sum(len(e["MessageBody"].encode()) for e in Entries) <= MAX_MESSAGE_BYTES
@@ -53,7 +53,7 @@ class FakeSqs:
         self.bodies += [e["MessageBody"] for e in Entries]
         return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
 
-    def get_queue_url(self, QueueName: str) -> dict[str, str]:  # noqa: N803
+    def get_queue_url(self, QueueName: str) -> dict[str, str]:
         raise self.exceptions.QueueDoesNotExist(QueueName)
 
 

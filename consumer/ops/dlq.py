@@ -1,0 +1,325 @@
+"""`metering dlq list` and `metering dlq redrive`: read the dead-letter queue and re-drive it.
+
+SQS cannot peek. Both commands make one pass over the queue: they receive its messages with a
+visibility timeout, so no message comes twice in a pass, and a pass ends at an empty receive (or
+when a message comes back all the same). Every message they keep is then made visible again at
+once (ChangeMessageVisibility 0): `list` changes nothing but each message's receive count.
+
+A replay after a crash can dead-letter one record twice. Messages are grouped by the record's
+position (shard, sequence, sub-sequence): `list` shows each record once with its copies, and
+`redrive` puts each record back once, then deletes all its copies; of a record still bad, it
+keeps one copy and deletes the others.
+
+Re-drive is at least once: the copies are deleted only after PutRecords accepted the record, so a
+crash between the two puts the record again on the next run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from rich.console import Console
+from rich.table import Table
+
+from consumer import aws
+from consumer.core.events import InvalidEvent, Reason, decode_event, utc_now
+from consumer.errors import MeteringError
+from consumer.settings import Settings
+from consumer.sinks.dead_letters import DeadLetter, Position, queue_url
+
+if TYPE_CHECKING:
+    from mypy_boto3_kinesis import KinesisClient
+    from mypy_boto3_sqs import SQSClient
+
+PEEK_VISIBILITY_SECONDS = 60
+REDRIVE_VISIBILITY_SECONDS = 300
+PUT_RECORDS_MAX = 500
+_PUT_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    message_id: str
+    receipt_handle: str
+    letter: DeadLetter | None  # None: the body is not a dead-letter document
+    problem: str = ""
+
+
+@dataclass(slots=True)
+class Record:
+    """One dead-lettered record and every message that holds it."""
+
+    letter: DeadLetter
+    copies: list[Message]
+
+
+@dataclass(slots=True)
+class Pass:
+    """What one pass over the queue received."""
+
+    records: dict[Position, Record] = field(default_factory=dict)
+    foreign: list[Message] = field(default_factory=list)
+
+    @property
+    def messages(self) -> list[Message]:
+        return [m for r in self.records.values() for m in r.copies] + self.foreign
+
+    def add(self, message: Message) -> None:
+        if message.letter is None:
+            self.foreign.append(message)
+        elif message.letter.position in self.records:
+            self.records[message.letter.position].copies.append(message)
+        else:
+            self.records[message.letter.position] = Record(message.letter, [message])
+
+
+@dataclass(slots=True)
+class RedriveReport:
+    dry_run: bool
+    redriven: list[DeadLetter] = field(default_factory=list)
+    still_bad: list[tuple[DeadLetter, str, str]] = field(default_factory=list)  # letter, reason, detail
+    put_failed: list[DeadLetter] = field(default_factory=list)
+    copies_deleted: int = 0
+    foreign: int = 0
+
+    def summary(self) -> str:
+        verb = "would re-drive" if self.dry_run else "re-drove"
+        text = f"{verb} {len(self.redriven)} records; {len(self.still_bad)} still bad (kept in the queue)"
+        if self.copies_deleted:
+            text += f"; deleted {self.copies_deleted} duplicate copies"
+        if self.put_failed:
+            text += f"; {len(self.put_failed)} could not be put back (kept, try again)"
+        if self.foreign:
+            text += f"; {self.foreign} messages are not dead-letter documents (kept)"
+        return text
+
+
+# -- the queue ---------------------------------------------------------------------------------
+
+
+def receive_pass(
+    sqs: SQSClient, url: str, *, visibility: int, wait_seconds: int = 1, limit: int | None = None
+) -> Pass:
+    """Receive the queue's messages once each (up to `limit` distinct records); none is deleted."""
+    received = Pass()
+    seen: set[str] = set()
+    for message in _receive(sqs, url, visibility, wait_seconds):
+        if message.message_id in seen:  # its visibility ran out: the pass has gone round
+            break
+        seen.add(message.message_id)
+        received.add(message)
+        if limit is not None and len(received.records) + len(received.foreign) >= limit:
+            break
+    return received
+
+
+def _receive(sqs: SQSClient, url: str, visibility: int, wait_seconds: int) -> Iterator[Message]:
+    while True:
+        reply = _call(
+            sqs.receive_message,
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=visibility,
+            WaitTimeSeconds=wait_seconds,
+        )
+        messages = reply.get("Messages", [])
+        if not messages:
+            return
+        for raw in messages:
+            try:
+                letter, problem = DeadLetter.from_message(raw["Body"]), ""
+            except ValueError as exc:
+                letter, problem = None, str(exc)
+            yield Message(raw["MessageId"], raw["ReceiptHandle"], letter, problem)
+
+
+def release(sqs: SQSClient, url: str, messages: list[Message]) -> None:
+    """Make received messages visible again now."""
+    for chunk in _chunks(messages, 10):
+        _call(
+            sqs.change_message_visibility_batch,
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": 0}
+                for i, m in enumerate(chunk)
+            ],
+        )
+
+
+def delete(sqs: SQSClient, url: str, messages: list[Message]) -> None:
+    for chunk in _chunks(messages, 10):
+        reply = _call(
+            sqs.delete_message_batch,
+            QueueUrl=url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(chunk)],
+        )
+        if reply.get("Failed"):
+            raise MeteringError(f"DeleteMessageBatch failed: {reply['Failed'][0]}")
+
+
+# -- list --------------------------------------------------------------------------------------
+
+
+def list_dead_letters(sqs: SQSClient, url: str, *, limit: int, wait_seconds: int = 1) -> Pass:
+    received = receive_pass(
+        sqs, url, visibility=PEEK_VISIBILITY_SECONDS, wait_seconds=wait_seconds, limit=limit
+    )
+    release(sqs, url, received.messages)
+    return received
+
+
+def render_list(received: Pass) -> Table:
+    table = Table(title="dead letters (one row per record; replays can leave copies)")
+    for column in ("arrived", "shard", "sequence", "reason", "detail", "copies"):
+        table.add_column(column, overflow="fold")
+    records = sorted(received.records.values(), key=lambda r: (r.letter.arrived_at, r.letter.position))
+    for record in records:
+        letter = record.letter
+        sequence = letter.sequence_number
+        if letter.sub_sequence_number:
+            sequence += f"/{letter.sub_sequence_number}"
+        table.add_row(
+            letter.arrived_at,
+            letter.shard_id,
+            sequence,
+            letter.reason,
+            letter.detail[:120],
+            str(len(record.copies)),
+        )
+    for message in received.foreign:
+        table.add_row("?", "?", "?", "FOREIGN_MESSAGE", message.problem[:120], "1")
+    return table
+
+
+# -- redrive -----------------------------------------------------------------------------------
+
+
+def redrive(
+    sqs: SQSClient,
+    kinesis: KinesisClient,
+    url: str,
+    stream: str,
+    *,
+    dry_run: bool,
+    now: Callable[[], datetime] = utc_now,
+    wait_seconds: int = 1,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RedriveReport:
+    """Put back on the stream every record the current decoder accepts; keep the others."""
+    received = receive_pass(sqs, url, visibility=REDRIVE_VISIBILITY_SECONDS, wait_seconds=wait_seconds)
+    report = RedriveReport(dry_run=dry_run, foreign=len(received.foreign))
+    keep: list[Message] = list(received.foreign)
+    fixed: list[Record] = []
+    at = now()
+    for record in received.records.values():
+        problem = _still_bad(record.letter, at)
+        if problem is None:
+            fixed.append(record)
+        else:
+            report.still_bad.append((record.letter, *problem))
+            keep.append(record.copies[0])
+    if dry_run:
+        report.redriven = [r.letter for r in fixed]
+        release(sqs, url, received.messages)
+        return report
+    # Surplus copies of a still-bad record are the same record: keep one.
+    fixed_ids = {id(r) for r in fixed}
+    surplus = [m for r in received.records.values() if id(r) not in fixed_ids for m in r.copies[1:]]
+    delete(sqs, url, surplus)
+    report.copies_deleted = len(surplus)
+    put = _put(kinesis, stream, fixed, sleep)
+    for record in fixed:
+        if id(record) in put:
+            report.redriven.append(record.letter)
+        else:
+            report.put_failed.append(record.letter)
+            keep.extend(record.copies)
+    # Only records PutRecords accepted lose their messages.
+    delete(sqs, url, [m for r in fixed if id(r) in put for m in r.copies])
+    report.copies_deleted += sum(len(r.copies) - 1 for r in fixed if id(r) in put)
+    release(sqs, url, keep)
+    return report
+
+
+def _still_bad(letter: DeadLetter, at: datetime) -> tuple[str, str] | None:
+    if letter.data_truncated:
+        return (letter.reason, f"only a prefix of the {letter.data_bytes} bytes was kept")
+    try:
+        decode_event(letter.data, at)
+    except InvalidEvent as error:
+        return (str(error.reason), error.detail)
+    except UnicodeDecodeError as exc:  # msgspec raises it for bad UTF-8 inside a JSON string
+        return (str(Reason.NOT_JSON), str(exc))
+    return None
+
+
+def _put(
+    kinesis: KinesisClient, stream: str, records: list[Record], sleep: Callable[[float], None]
+) -> set[int]:
+    """PutRecords in chunks, retrying failed entries; the ids of the records accepted."""
+    accepted: set[int] = set()
+    for chunk in _chunks(records, PUT_RECORDS_MAX):
+        pending = chunk
+        for attempt in range(1, _PUT_ATTEMPTS + 1):
+            reply = _call(
+                kinesis.put_records,
+                StreamName=stream,
+                Records=[{"Data": r.letter.data, "PartitionKey": r.letter.partition_key} for r in pending],
+            )
+            failed = []
+            for record, result in zip(pending, reply["Records"], strict=True):
+                if "ErrorCode" in result:
+                    failed.append(record)
+                else:
+                    accepted.add(id(record))
+            if not failed:
+                break
+            pending = failed
+            if attempt < _PUT_ATTEMPTS:
+                sleep(0.2 * 2**attempt)
+    return accepted
+
+
+# -- the commands ------------------------------------------------------------------------------
+
+
+def list_command(settings: Settings, *, limit: int, console: Console | None = None) -> None:
+    sqs: SQSClient = aws.client("sqs", settings.region)
+    received = list_dead_letters(sqs, queue_url(sqs, settings.dlq_name), limit=limit)
+    console = console or Console()
+    console.print(render_list(received))
+    copies = len(received.messages) - len(received.foreign)
+    console.print(f"{len(received.records)} records in {copies} messages ({settings.dlq_name})")
+
+
+def redrive_command(settings: Settings, *, dry_run: bool, console: Console | None = None) -> int:
+    sqs: SQSClient = aws.client("sqs", settings.region)
+    kinesis: KinesisClient = aws.client("kinesis", settings.region)
+    report = redrive(sqs, kinesis, queue_url(sqs, settings.dlq_name), settings.stream_name, dry_run=dry_run)
+    console = console or Console()
+    if report.still_bad:
+        table = Table(title="still bad")
+        for column in ("arrived", "shard", "sequence", "reason", "detail"):
+            table.add_column(column, overflow="fold")
+        for letter, reason, detail in report.still_bad:
+            table.add_row(letter.arrived_at, letter.shard_id, letter.sequence_number, reason, detail[:120])
+        console.print(table)
+    console.print(report.summary())
+    return 1 if report.put_failed else 0
+
+
+def _call(method: Callable[..., Any], **kwargs: Any) -> Any:
+    try:
+        return method(**kwargs)
+    except (ClientError, BotoCoreError) as exc:
+        raise MeteringError(f"{exc}") from exc
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

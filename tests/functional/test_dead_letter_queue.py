@@ -1,0 +1,206 @@
+"""The dead-letter queue against moto in-process: send, flush, list, re-drive; and a failed flush."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import orjson
+import pytest
+import structlog
+from amazon_kclpy.messages import Record
+from moto import mock_aws
+
+from consumer.core.events import InvalidEvent, Reason, decode_event
+from consumer.ops import dlq
+from consumer.processor import UsageRecordProcessor
+from consumer.sinks.dead_letters import SqsDeadLetters
+from consumer.sinks.memory import MemorySink
+from tests.factories import event, kcl_record
+from tests.kcl_fake import ScriptedDaemon
+
+SHARD = "shardId-000000000000"
+STREAM = "usage"
+NOW = datetime(2026, 11, 24, 18, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any, str]]:
+    for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_KINESIS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        kinesis = boto3.client("kinesis", region_name="us-east-1")
+        kinesis.create_stream(StreamName=STREAM, ShardCount=1)
+        url = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+        yield sqs, kinesis, url
+
+
+def _dead_letters(sqs: Any, url: str) -> SqsDeadLetters:
+    return SqsDeadLetters(sqs, url, stream=STREAM, application="app", log=structlog.get_logger("test"))
+
+
+def _send(dead_letters: SqsDeadLetters, sequence: int, data: bytes, now: datetime = NOW) -> None:
+    record = Record(kcl_record(sequence, data) | {"partitionKey": f"pk-{sequence}"})
+    try:
+        decode_event(data, now)
+    except InvalidEvent as error:
+        dead_letters.send(SHARD, record, error)
+    except UnicodeDecodeError as exc:  # decode_event lets this escape today (bad UTF-8 in a string)
+        dead_letters.send(SHARD, record, InvalidEvent(Reason.NOT_JSON, str(exc)))
+    else:
+        raise AssertionError("a valid record")
+
+
+def _stream_data(kinesis: Any) -> list[tuple[bytes, str]]:
+    shard = kinesis.list_shards(StreamName=STREAM)["Shards"][0]["ShardId"]
+    iterator = kinesis.get_shard_iterator(StreamName=STREAM, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    records = kinesis.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+    return [(r["Data"], r["PartitionKey"]) for r in records]
+
+
+def test_flushed_dead_letters_are_listed_once_per_record(aws: tuple[Any, Any, str]) -> None:
+    """A replay sends a record twice: the list shows it once, with two copies, and deletes nothing."""
+    sqs, _kinesis, url = aws
+    dead_letters = _dead_letters(sqs, url)
+    for sequence in range(1, 15):
+        _send(dead_letters, sequence, b"not json %d" % sequence)
+    dead_letters.flush()
+    _send(dead_letters, 3, b"not json 3")  # the replay after a crash
+    dead_letters.flush()
+    listed = dlq.list_dead_letters(sqs, url, limit=100, wait_seconds=0)
+    assert len(listed.records) == 14 and len(listed.messages) == 15
+    copies = {r.letter.sequence_number: len(r.copies) for r in listed.records.values()}
+    assert copies["3"] == 2
+    again = dlq.list_dead_letters(sqs, url, limit=100, wait_seconds=0)
+    assert len(again.messages) == 15, "listing must leave every message visible"
+    assert len(dlq.list_dead_letters(sqs, url, limit=5, wait_seconds=0).records) == 5
+
+
+def test_redrive_puts_back_what_now_decodes_and_keeps_the_rest(aws: tuple[Any, Any, str]) -> None:
+    """Fixed records go back on the stream once (original key), copies deleted; bad ones stay, one copy."""
+    sqs, kinesis, url = aws
+    dead_letters = _dead_letters(sqs, url)
+    soon = orjson.dumps(event(at=NOW + timedelta(minutes=10)))
+    _send(dead_letters, 1, soon)  # FUTURE_TIMESTAMP now; fine once its time has come
+    _send(dead_letters, 1, soon)  # a replayed copy
+    _send(dead_letters, 2, b"[1]")
+    _send(dead_letters, 2, b"[1]")
+    _send(dead_letters, 3, b'{"version":1,"eventType":"API_CALL","path":"\xff"}')
+    dead_letters.flush()
+
+    dry = dlq.redrive(
+        sqs, kinesis, url, STREAM, dry_run=True, now=lambda: NOW + timedelta(minutes=6), wait_seconds=0
+    )
+    assert [d.sequence_number for d in dry.redriven] == ["1"] and _stream_data(kinesis) == []
+    assert len(dlq.list_dead_letters(sqs, url, limit=100, wait_seconds=0).messages) == 5
+
+    report = dlq.redrive(
+        sqs, kinesis, url, STREAM, dry_run=False, now=lambda: NOW + timedelta(minutes=6), wait_seconds=0
+    )
+    assert [d.sequence_number for d in report.redriven] == ["1"]
+    assert sorted((d.sequence_number, reason) for d, reason, _ in report.still_bad) == [
+        ("2", "INVALID_FIELD"),
+        ("3", "NOT_JSON"),
+    ]
+    assert report.copies_deleted == 2  # one surplus copy of record 1 and one of record 2
+    assert _stream_data(kinesis) == [(soon, "pk-1")]
+    left = dlq.list_dead_letters(sqs, url, limit=100, wait_seconds=0)
+    assert sorted(r.letter.sequence_number for r in left.records.values()) == ["2", "3"]
+    assert len(left.messages) == 2
+
+    # Idempotent: a second run puts nothing more.
+    again = dlq.redrive(
+        sqs, kinesis, url, STREAM, dry_run=False, now=lambda: NOW + timedelta(minutes=6), wait_seconds=0
+    )
+    assert again.redriven == [] and len(_stream_data(kinesis)) == 1
+
+
+def test_redrive_keeps_truncated_records(aws: tuple[Any, Any, str]) -> None:
+    """A record kept as a prefix cannot be put back: it stays in the queue."""
+    sqs, kinesis, url = aws
+    dead_letters = _dead_letters(sqs, url)
+    _send(dead_letters, 1, b"{" + b" " * (400 * 1024) + b"}")
+    dead_letters.flush()
+    listed = dlq.list_dead_letters(sqs, url, limit=10, wait_seconds=0)
+    assert next(iter(listed.records.values())).letter.data_truncated
+    report = dlq.redrive(sqs, kinesis, url, STREAM, dry_run=False, wait_seconds=0)
+    assert report.redriven == [] and len(report.still_bad) == 1
+    assert len(dlq.list_dead_letters(sqs, url, limit=10, wait_seconds=0).messages) == 1
+
+
+def test_foreign_messages_are_listed_and_kept(aws: tuple[Any, Any, str]) -> None:
+    """A message that is not a dead-letter document is shown and left alone."""
+    sqs, kinesis, url = aws
+    sqs.send_message(QueueUrl=url, MessageBody="hello")
+    assert len(dlq.list_dead_letters(sqs, url, limit=10, wait_seconds=0).foreign) == 1
+    assert dlq.redrive(sqs, kinesis, url, STREAM, dry_run=False, wait_seconds=0).foreign == 1
+    assert len(dlq.list_dead_letters(sqs, url, limit=10, wait_seconds=0).foreign) == 1
+
+
+class BrokenSqs:
+    """SendMessageBatch always fails, as when SQS is unreachable."""
+
+    def send_message_batch(self, **_kwargs: Any) -> dict[str, Any]:
+        return {"Successful": [], "Failed": [{"Id": "0", "SenderFault": False, "Code": "ServiceUnavailable"}]}
+
+
+def test_dead_letter_flush_failure_exits_without_checkpoint() -> None:
+    """If the dead letters cannot be written, the child exits before any checkpoint passes them."""
+    sink = MemorySink()
+    log = structlog.get_logger("test")
+    dead_letters = SqsDeadLetters(
+        BrokenSqs(),  # type: ignore[arg-type]
+        "https://queue",
+        stream=STREAM,
+        application="app",
+        log=log,
+        sleep=lambda _s: None,
+    )
+    processor = UsageRecordProcessor(sink, dead_letters, log, flush_interval=5.0, now=lambda: NOW)
+    records = [(1, orjson.dumps(event())), (2, b"{broken"), (3, orjson.dumps(event()))]
+    daemon = ScriptedDaemon().initialize(SHARD).records(records).shutdown_requested()
+    with pytest.raises(SystemExit):
+        daemon.run(processor)
+    assert daemon.checkpoints == [] and sink.items == {}
+
+
+def test_base64_of_the_original_bytes_is_kept(aws: tuple[Any, Any, str]) -> None:
+    """Non-UTF-8 bytes survive the queue unchanged."""
+    sqs, _kinesis, url = aws
+    dead_letters = _dead_letters(sqs, url)
+    _send(dead_letters, 1, b"\xff\xfe\x00\x01")
+    dead_letters.flush()
+    body = sqs.receive_message(QueueUrl=url)["Messages"][0]["Body"]
+    assert base64.b64decode(orjson.loads(body)["data"]) == b"\xff\xfe\x00\x01"
+
+
+class RecordingDeadLetters:
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def send(self, shard_id: str, record: Any, error: InvalidEvent) -> None:
+        self.reasons.append(str(error.reason))
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="decode_event lets msgspec's UnicodeDecodeError escape (bad UTF-8 inside a JSON string): "
+    "the child exits and the shard replays it forever; fix in consumer/core/events.py",
+)
+def test_bad_utf8_inside_a_string_is_dead_lettered_not_a_crash() -> None:
+    """Non-UTF-8 bytes inside a JSON string are NOT_JSON, and the valid records around them count."""
+    sink, dead_letters = MemorySink(), RecordingDeadLetters()
+    log = structlog.get_logger("test")
+    processor = UsageRecordProcessor(sink, dead_letters, log, flush_interval=5.0, now=lambda: NOW)
+    records = [(1, orjson.dumps(event())), (2, b'{"version":1,"path":"\xff"}'), (3, orjson.dumps(event()))]
+    ScriptedDaemon().initialize(SHARD).records(records).shutdown_requested().run(processor)
+    assert dead_letters.reasons == ["NOT_JSON"]
