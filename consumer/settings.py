@@ -3,6 +3,9 @@
 A bad value raises `ConfigError` naming the variable, so start-up stops with a clear message
 instead of failing later inside a flush. Endpoints are not settings: boto3 resolves
 `AWS_ENDPOINT_URL` and its per-service forms itself.
+
+`COUNT_EVENTS_FROM`/`COUNT_EVENTS_TO` and `REPLAY_PROGRESS_DIR` are set by `metering replay` for
+the daemon it starts (see `consumer.ops.replay`); the live consumer leaves them unset.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import TypeVar
 
 from consumer.errors import ConfigError
@@ -20,6 +25,23 @@ _ENVIRONMENT = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class CountingWindow:
+    """Events counted by a replay: those whose own timestamp is in [start, end)."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("window bounds need a time zone")
+        if self.start >= self.end:
+            raise ValueError(f"the window is empty: {self.start.isoformat()} >= {self.end.isoformat()}")
+
+    def __contains__(self, at: datetime) -> bool:
+        return self.start <= at < self.end
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +59,8 @@ class Settings:
     shutdown_grace_seconds: float
     write_retry_seconds: float
     log_level: str
+    counting_window: CountingWindow | None = None  # None: count every event
+    progress_dir: Path | None = None  # where shards report "read up to the tip" (replay only)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -62,7 +86,28 @@ class Settings:
             shutdown_grace_seconds=_read(env, "SHUTDOWN_GRACE_SECONDS", "25", _seconds(5, 110)),
             write_retry_seconds=_read(env, "WRITE_RETRY_SECONDS", "60", _seconds(1, 600)),
             log_level=_read(env, "LOG_LEVEL", "INFO", _log_level),
+            counting_window=_counting_window(env),
+            progress_dir=Path(env["REPLAY_PROGRESS_DIR"]) if env.get("REPLAY_PROGRESS_DIR") else None,
         )
+
+
+def _counting_window(env: Mapping[str, str]) -> CountingWindow | None:
+    start, end = env.get("COUNT_EVENTS_FROM", "").strip(), env.get("COUNT_EVENTS_TO", "").strip()
+    if not start and not end:
+        return None
+    if not start or not end:
+        raise ConfigError("COUNT_EVENTS_FROM and COUNT_EVENTS_TO go together")
+    try:
+        return CountingWindow(_instant(start), _instant(end))
+    except ValueError as exc:
+        raise ConfigError(f"COUNT_EVENTS_FROM={start!r}, COUNT_EVENTS_TO={end!r}: {exc}") from exc
+
+
+def _instant(raw: str) -> datetime:
+    at = datetime.fromisoformat(raw)
+    if at.tzinfo is None:
+        raise ValueError(f"{raw!r} has no time zone")
+    return at
 
 
 def _read(env: Mapping[str, str], variable: str, default: str, parse: Callable[[str], T]) -> T:
