@@ -5,6 +5,10 @@ swallows exceptions from these methods and still reports success, which would ac
 we never counted. So every action runs under `_guarded`: an unexpected error exits the child,
 the daemon stops, and the records are replayed from the last checkpoint (exactly, see
 `consumer.core.flush`).
+
+A replay (`consumer.ops.replay`) injects two things: `counts`, which picks the events of its
+window (the others advance the shard uncounted), and `progress`, told once the shard's records are
+durably counted and checkpointed up to the stream's tip (millisBehindLatest == 0), or at shard end.
 """
 
 from __future__ import annotations
@@ -63,6 +67,16 @@ class LoggedDeadLetters:
         pass
 
 
+class ShardProgress(Protocol):
+    def caught_up(self, shard_id: str) -> None:
+        """Every record up to the tip, as of a poll, is counted and checkpointed."""
+        ...
+
+    def ended(self, shard_id: str) -> None:
+        """The shard is closed and every record of it is counted and checkpointed."""
+        ...
+
+
 class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
     def __init__(
         self,
@@ -74,6 +88,8 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = utc_now,
         faults: FaultPoints | None = None,
+        counts: Callable[[UsageEvent], bool] | None = None,
+        progress: ShardProgress | None = None,
     ) -> None:
         self._faults = faults or FaultPoints()
         self._sink = sink
@@ -82,6 +98,9 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
         self._flush_interval = flush_interval
         self._monotonic = monotonic
         self._now = now
+        self._counts = counts
+        self._progress = progress
+        self._reported_tip = False
         self._shard_id = ""
         self._accumulator: ShardAccumulator | None = None
         self._last_flush = monotonic()
@@ -107,10 +126,18 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
             for record in process_records_input.records:
                 accumulator.add(_position(record), self._decode(record, now))
                 self._faults.hit("record-added")
-            if self._monotonic() - self._last_flush >= self._flush_interval:
+            at_tip = (
+                self._progress is not None
+                and not self._reported_tip
+                and process_records_input.millis_behind_latest == 0
+            )
+            if at_tip or self._monotonic() - self._last_flush >= self._flush_interval:
                 accumulator.seal()
                 self._last_flush = self._monotonic()
             self._flush_sealed(process_records_input.checkpointer)
+            if at_tip and self._progress is not None and self._accumulator is not None:
+                self._progress.caught_up(self._shard_id)
+                self._reported_tip = True
 
     def lease_lost(self, lease_lost_input: Any) -> None:
         with self._guarded("lease_lost"):
@@ -123,7 +150,8 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
         with self._guarded("shard_ended"):
             self._flush_all(shard_ended_input.checkpointer)
             # At shard end the checkpoint takes no position: it marks the shard finished.
-            self._checkpoint(shard_ended_input.checkpointer, None)
+            if self._checkpoint(shard_ended_input.checkpointer, None) and self._progress is not None:
+                self._progress.ended(self._shard_id)
             self._log.info("shard_ended")
 
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
@@ -133,10 +161,11 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
 
     def _decode(self, record: Any, now: datetime) -> UsageEvent | None:
         try:
-            return decode_event(record.binary_data, now)
+            event = decode_event(record.binary_data, now)
         except InvalidEvent as error:
             self._dead_letters.send(self._shard_id, record, error)
             return None
+        return event if self._counts is None or self._counts(event) else None
 
     def _flush_all(self, checkpointer: Checkpointer) -> None:
         if self._accumulator is not None:
