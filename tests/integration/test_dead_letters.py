@@ -1,0 +1,122 @@
+"""The real MultiLangDaemon with poison records interleaved: all dead-lettered, the valid ones exact."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import orjson
+import pytest
+
+from consumer.core.events import MAX_CLOCK_SKEW
+from consumer.ops import dlq
+from consumer.sinks.dead_letters import queue_url
+from tests.integration.conftest import Stack
+from tests.integration.test_pipeline import make_events, wait_exact
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+
+def _rfc3339(at: datetime) -> str:
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _poison(template: dict[str, Any]) -> dict[bytes, str]:
+    """Every kind of record that cannot be counted, each unique, with the reason it must get."""
+    future = _rfc3339(datetime.now(UTC) + timedelta(days=1))
+    missing = {k: v for k, v in template.items() if k != "eventId"}
+    kinds: list[tuple[Any, str]] = [
+        (b"this is not json (poison 1)", "NOT_JSON"),
+        (b"\xff\xfe\x00\x81 poison 2 \xc3\x28", "NOT_JSON"),
+        ([1, 2, "poison 3"], "INVALID_FIELD"),
+        (missing | {"requestId": "poison 4"}, "INVALID_FIELD"),
+        (template | {"timestamp": 1764006733, "requestId": "poison 5"}, "INVALID_FIELD"),
+        (template | {"version": 2, "requestId": "poison 6"}, "UNSUPPORTED_VERSION"),
+        (template | {"eventType": "API_TELEPORT", "requestId": "poison 7"}, "UNKNOWN_EVENT_TYPE"),
+        (template | {"timestamp": future, "requestId": "poison 8"}, "FUTURE_TIMESTAMP"),
+        (template | {"userAgent": "x" * 20 * 1024, "requestId": "poison 9"}, "OVERSIZE"),
+    ]
+    return {(d if isinstance(d, bytes) else orjson.dumps(d)): reason for d, reason in kinds}
+
+
+def _put(stack: Stack, entries: list[tuple[bytes, str]]) -> None:
+    for i in range(0, len(entries), 250):
+        records = [{"Data": data, "PartitionKey": key} for data, key in entries[i : i + 250]]
+        reply = stack.kinesis.put_records(StreamName=stack.settings.stream_name, Records=records)
+        assert reply["FailedRecordCount"] == 0
+
+
+def _dead_letters(stack: Stack, expected: int, timeout: float = 30) -> dlq.Pass:
+    """The queue once it holds `expected` distinct records (dead letters of a range flush with it)."""
+    sqs: Any = boto3.client("sqs", region_name="us-east-1")
+    url = queue_url(sqs, stack.settings.dlq_name)
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = dlq.list_dead_letters(sqs, url, limit=10_000, wait_seconds=0)
+        if len(listed.records) >= expected or time.monotonic() > deadline:
+            return listed
+        time.sleep(0.5)
+
+
+def _metering(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "consumer.cli", *args],
+        env=os.environ | stack.env | {"COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_poison_records_are_dead_lettered_and_valid_ones_counted_exactly(stack: Stack) -> None:
+    """Every bad kind among 3000 events: each dead-lettered once with its reason; valid ones exact."""
+    valid = make_events(3000, seed=11)
+    poison = _poison(valid[0])
+    entries = [(orjson.dumps(e), e["userEmail"] or e["sourceIp"]) for e in valid]
+    rng = random.Random(11)
+    for data in poison:
+        entries.insert(rng.randrange(len(entries)), (data, f"poison-{rng.random()}"))
+    _put(stack, entries)
+
+    consumer = stack.start_consumer()
+    try:
+        elapsed = wait_exact(stack, valid, consumer, timeout=120)
+        print(
+            f"\ncold start to exact counts of 3000 events among {len(poison)} poison records: {elapsed:.1f} s"
+        )
+        listed = _dead_letters(stack, len(poison))
+        reasons = {r.letter.data: r.letter.reason for r in listed.records.values()}
+        assert reasons == poison, consumer.log_tail()
+        assert not listed.foreign
+        assert all(r.letter.stream == stack.settings.stream_name for r in listed.records.values())
+
+        # A record dead-lettered as FUTURE_TIMESTAMP whose time has come is re-driven and counted.
+        soon = valid[1] | {"timestamp": _rfc3339(datetime.now(UTC) + MAX_CLOCK_SKEW + timedelta(seconds=8))}
+        _put(stack, [(orjson.dumps(soon), soon["userEmail"] or soon["sourceIp"])])
+        listed = _dead_letters(stack, len(poison) + 1)
+        assert reasons | {orjson.dumps(soon): "FUTURE_TIMESTAMP"} == {
+            r.letter.data: r.letter.reason for r in listed.records.values()
+        }, "the near-future record must reach the consumer within 8 s"
+        due = datetime.fromisoformat(soon["timestamp"]) - MAX_CLOCK_SKEW
+        time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds() + 0.5))
+
+        shown = _metering(stack, "dlq", "list")
+        assert shown.returncode == 0, shown.stderr
+        assert all(reason in shown.stdout for reason in set(poison.values()))
+        redrive = _metering(stack, "dlq", "redrive")
+        assert redrive.returncode == 0, redrive.stderr
+        assert f"re-drove 1 records; {len(poison)} still bad" in redrive.stdout, redrive.stdout
+
+        wait_exact(stack, [*valid, soon], consumer, timeout=30)
+        left = _dead_letters(stack, len(poison))
+        assert {r.letter.data: r.letter.reason for r in left.records.values()} == poison
+        assert len(left.messages) == len(poison), "still-bad records are kept once"
+    finally:
+        assert consumer.stop() == 0, consumer.log_tail()
