@@ -5,6 +5,10 @@ are forwarded to the JVM as SIGTERM; its shutdown hook gives every record proces
 `shutdownGraceMillis` to flush and checkpoint (the processors ignore a terminal's SIGINT and wait
 for the daemon to tell them). A daemon that dies for any other reason makes `metering consume`
 exit non-zero, so the container is restarted and the shards resume from their checkpoints.
+
+`metering replay` runs the same daemon with property overrides (its own application, a starting
+timestamp), extra environment for the record processors, and an `until` condition: once it holds,
+the daemon is stopped as on SIGTERM (flush, checkpoint) and the run counts as a success.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from string import Template
 from types import FrameType
@@ -34,7 +38,13 @@ DAEMON_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
 JVM_OPTIONS = "-Daws.cborEnabled=false"
 
 
-def render_properties(settings: Settings, template: Path = PROPERTIES_DIR / "consumer.properties") -> str:
+def render_properties(
+    settings: Settings,
+    template: Path = PROPERTIES_DIR / "consumer.properties",
+    *,
+    overrides: Mapping[str, str | None] | None = None,
+) -> str:
+    """The daemon's properties; `overrides` replace a key's line, add a key, or (None) drop one."""
     cloudwatch = aws.endpoint_of("cloudwatch", settings.region)
     values = {
         "EXECUTABLE": f"{sys.executable} -m consumer.kcl_child",
@@ -47,7 +57,40 @@ def render_properties(settings: Settings, template: Path = PROPERTIES_DIR / "con
         "SHUTDOWN_GRACE_MILLIS": str(int(settings.shutdown_grace_seconds * 1000)),
         "METRICS_LEVEL": "SUMMARY" if _is_aws(cloudwatch) else "NONE",
     }
-    return Template(template.read_text()).substitute(values)
+    return _override(Template(template.read_text()).substitute(values), overrides or {})
+
+
+def initial_position(properties: str) -> str:
+    """The checkpoint sentinel the KCL gives a new lease under these properties."""
+    values = dict(_entries(properties))
+    if "initialPositionInStreamExtended" in values:
+        return "AT_TIMESTAMP"  # epoch seconds; the KCL reads from there when it meets the sentinel
+    return values.get("initialPositionInStream", "LATEST")
+
+
+def _entries(properties: str) -> list[tuple[str, str]]:
+    entries = []
+    for line in properties.splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", "!")):
+            key, _, value = line.partition("=")
+            entries.append((key.strip(), value.strip()))
+    return entries
+
+
+def _override(properties: str, overrides: Mapping[str, str | None]) -> str:
+    lines, replaced = [], set()
+    for line in properties.splitlines():
+        entry = _entries(line)
+        key = entry[0][0] if entry else None
+        if key is not None and key in overrides:
+            replaced.add(key)
+            value = overrides[key]
+            if value is not None:
+                lines.append(f"{key} = {value}")
+        else:
+            lines.append(line)
+    lines += [f"{k} = {v}" for k, v in overrides.items() if k not in replaced and v is not None]
+    return "\n".join(lines) + "\n"
 
 
 def java_command(java: str, properties_file: Path) -> list[str]:
@@ -57,49 +100,82 @@ def java_command(java: str, properties_file: Path) -> list[str]:
     return [java, logback, "-cp", classpath, DAEMON_CLASS, "--properties-file", str(properties_file)]
 
 
-def run(settings: Settings) -> int:
-    """Run the daemon until it exits; returns our exit code."""
+def run(
+    settings: Settings,
+    *,
+    overrides: Mapping[str, str | None] | None = None,
+    env: Mapping[str, str] | None = None,
+    until: Callable[[], bool] | None = None,
+    poll_seconds: float = 0.5,
+) -> int:
+    """Run the daemon until it exits (or `until()` holds and it stopped); returns our exit code.
+
+    `env` is added to the daemon's environment, which its record processors inherit.
+    """
     java = shutil.which("java")
     if java is None:
         raise ConfigError("java is not on PATH: install a Java 17 runtime (openjdk-17-jre-headless)")
     with tempfile.TemporaryDirectory(prefix="metering-kcl-") as workdir:
+        properties = render_properties(settings, overrides=overrides)
         properties_file = Path(workdir) / "consumer.properties"
-        properties_file.write_text(render_properties(settings))
-        _bootstrap_leases(settings)
-        env = os.environ | {"JAVA_TOOL_OPTIONS": f"{os.environ.get('JAVA_TOOL_OPTIONS', '')} {JVM_OPTIONS}"}
-        daemon = subprocess.Popen(java_command(java, properties_file), env=env)
-        stopping = _forward_stop_signals(daemon)
-        code = daemon.wait()
-    if stopping() and code in (0, 130, 143):
+        properties_file.write_text(properties)
+        _bootstrap_leases(settings, initial_position(properties))
+        java_options = f"{os.environ.get('JAVA_TOOL_OPTIONS', '')} {JVM_OPTIONS}"
+        daemon_env = os.environ | dict(env or {}) | {"JAVA_TOOL_OPTIONS": java_options}
+        daemon = subprocess.Popen(java_command(java, properties_file), env=daemon_env)
+        stop = _forward_stop_signals(daemon)
+        code = _wait(daemon, until, poll_seconds, stop)
+    if stop.requested and code in (0, 130, 143):
         return 0
-    print(f"metering consume: the KCL daemon exited with code {code}", file=sys.stderr)
+    print(f"metering: the KCL daemon exited with code {code}", file=sys.stderr)
     return code or 1
 
 
-def _bootstrap_leases(settings: Settings) -> None:
+def _wait(
+    daemon: subprocess.Popen[bytes], until: Callable[[], bool] | None, poll_seconds: float, stop: _Stop
+) -> int:
+    if until is None:
+        return daemon.wait()
+    while True:
+        try:
+            return daemon.wait(poll_seconds)
+        except subprocess.TimeoutExpired:
+            if not stop.requested and until():
+                stop(signal.SIGTERM, None)  # as an operator's SIGTERM: flush, checkpoint, exit
+
+
+def _bootstrap_leases(settings: Settings, initial_position: str) -> None:
     created = leases.bootstrap(
         aws.client("dynamodb", settings.region),
         aws.client("kinesis", settings.region),
         settings.application_name,
         settings.stream_name,
         settings.worker_id,
+        initial_position=initial_position,
     )
     if created:
         log = logs.get("consumer.daemon")
         log.info("leases_bootstrapped", leases=created, worker_id=settings.worker_id)
 
 
-def _forward_stop_signals(daemon: subprocess.Popen[bytes]) -> Callable[[], bool]:
-    requested: list[int] = []
+class _Stop:
+    """Stops the daemon with SIGTERM, once asked (a signal to us, or the `until` condition)."""
 
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        requested.append(signum)
-        if daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
+    def __init__(self, daemon: subprocess.Popen[bytes]) -> None:
+        self._daemon = daemon
+        self.requested = False
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    return lambda: bool(requested)
+    def __call__(self, _signum: int, _frame: FrameType | None) -> None:
+        self.requested = True
+        if self._daemon.poll() is None:
+            self._daemon.send_signal(signal.SIGTERM)
+
+
+def _forward_stop_signals(daemon: subprocess.Popen[bytes]) -> _Stop:
+    stop = _Stop(daemon)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    return stop
 
 
 def _is_aws(endpoint: str) -> bool:

@@ -9,6 +9,10 @@ So, when the lease table is empty, we create the three KCL tables (the key schem
 creates itself) and one lease per open shard owned by this worker. Every write is conditional:
 with several workers starting together one wins, and the KCL's lease assigner rebalances later.
 A resharded stream is left to the KCL's own shard sync, which knows shard parentage.
+
+A lease's first checkpoint is the sentinel of the application's initial position (`TRIM_HORIZON`,
+`LATEST`, or `AT_TIMESTAMP`, whose timestamp the KCL takes from `initialPositionInStreamExtended`),
+exactly what KCL 3.1.3 writes when it creates the lease itself.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 from botocore.exceptions import ClientError
+
+INITIAL_POSITIONS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
 
 
 def kcl_table_specs(application_name: str) -> list[dict[str, Any]]:
@@ -50,11 +56,21 @@ def kcl_table_specs(application_name: str) -> list[dict[str, Any]]:
     ]
 
 
-def bootstrap(dynamodb: Any, kinesis: Any, application_name: str, stream_name: str, worker_id: str) -> int:
+def bootstrap(
+    dynamodb: Any,
+    kinesis: Any,
+    application_name: str,
+    stream_name: str,
+    worker_id: str,
+    *,
+    initial_position: str = "TRIM_HORIZON",
+) -> int:
     """Create missing KCL tables and, if no lease exists yet, own one per open shard.
 
     Returns the number of leases created (0 when the application already has leases).
     """
+    if initial_position not in INITIAL_POSITIONS:
+        raise ValueError(f"initial position {initial_position!r} is not one of {INITIAL_POSITIONS}")
     for spec in kcl_table_specs(application_name):
         _create_table(dynamodb, spec)
     if dynamodb.scan(TableName=application_name, Limit=1, Select="COUNT")["Count"]:
@@ -62,7 +78,9 @@ def bootstrap(dynamodb: Any, kinesis: Any, application_name: str, stream_name: s
     shards = _open_shards(kinesis, stream_name)
     if any(shard.get("ParentShardId") for shard in shards):
         return 0  # a resharded stream: parents go before children, which only the KCL tracks
-    return sum(_create_lease(dynamodb, application_name, shard, worker_id) for shard in shards)
+    return sum(
+        _create_lease(dynamodb, application_name, shard, worker_id, initial_position) for shard in shards
+    )
 
 
 def _create_table(dynamodb: Any, spec: dict[str, Any]) -> None:
@@ -83,13 +101,15 @@ def _open_shards(kinesis: Any, stream_name: str) -> list[dict[str, Any]]:
     return [s for s in shards if "EndingSequenceNumber" not in s["SequenceNumberRange"]]
 
 
-def _create_lease(dynamodb: Any, table: str, shard: dict[str, Any], worker_id: str) -> int:
+def _create_lease(
+    dynamodb: Any, table: str, shard: dict[str, Any], worker_id: str, initial_position: str
+) -> int:
     item = {
         "leaseKey": {"S": shard["ShardId"]},
         "leaseOwner": {"S": worker_id},
         "leaseCounter": {"N": "0"},
         "ownerSwitchesSinceCheckpoint": {"N": "0"},
-        "checkpoint": {"S": "TRIM_HORIZON"},  # matches initialPositionInStream
+        "checkpoint": {"S": initial_position},
         "checkpointSubSequenceNumber": {"N": "0"},
         "startingHashKey": {"S": shard["HashKeyRange"]["StartingHashKey"]},
         "endingHashKey": {"S": shard["HashKeyRange"]["EndingHashKey"]},
