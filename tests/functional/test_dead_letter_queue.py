@@ -15,9 +15,10 @@ from amazon_kclpy.messages import Record
 from moto import mock_aws
 
 from consumer.core.events import InvalidEvent, Reason, decode_event
+from consumer.errors import ConfigError
 from consumer.ops import dlq
 from consumer.processor import UsageRecordProcessor
-from consumer.sinks.dead_letters import SqsDeadLetters
+from consumer.sinks.dead_letters import SqsDeadLetters, queue_url
 from consumer.sinks.memory import MemorySink
 from tests.factories import event, kcl_record
 from tests.kcl_fake import ScriptedDaemon
@@ -204,3 +205,10 @@ def test_bad_utf8_inside_a_string_is_dead_lettered_not_a_crash() -> None:
     records = [(1, orjson.dumps(event())), (2, b'{"version":1,"path":"\xff"}'), (3, orjson.dumps(event()))]
     ScriptedDaemon().initialize(SHARD).records(records).shutdown_requested().run(processor)
     assert dead_letters.reasons == ["NOT_JSON"]
+
+
+def test_missing_queue_stops_start_up_naming_the_setting(aws: tuple[Any, Any, str]) -> None:
+    """get_queue_url of a queue that does not exist becomes a ConfigError naming DLQ_NAME."""
+    sqs, _kinesis, _url = aws
+    with pytest.raises(ConfigError, match=r"DLQ_NAME='missing'.*metering provision"):
+        queue_url(sqs, "missing")
