@@ -6,17 +6,17 @@ The secret is printed once, at creation; only its hash is stored.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
+from typing import Any
 
-import boto3
 from rich.console import Console
 from rich.table import Table
 
 from authorizer.errors import KeyNotFound, KeyStoreUnavailable
 from authorizer.keystore import create_key, list_keys, revoke_key
 from authorizer.plans import DEFAULT_PLAN, PLANS
+from consumer import aws
 from consumer.settings import Settings
 
 
@@ -34,10 +34,10 @@ def add_keys_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     revoke.set_defaults(handler=revoke_command)
 
 
-def create_command(args: argparse.Namespace) -> int:
-    table = Settings.from_env(os.environ).api_keys_table
+def create_command(args: argparse.Namespace, settings: Settings) -> int:
+    table = settings.api_keys_table
     try:
-        key_id, secret = create_key(boto3.client("dynamodb"), table, args.email, args.plan, time.time)
+        key_id, secret = create_key(_dynamodb(settings), table, args.email, args.plan, time.time)
     except (ValueError, KeyStoreUnavailable) as exc:
         return _fail(str(exc))
     plan = PLANS[args.plan]
@@ -46,11 +46,10 @@ def create_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def list_command(args: argparse.Namespace) -> int:
-    del args
-    table_name = Settings.from_env(os.environ).api_keys_table
+def list_command(_args: argparse.Namespace, settings: Settings) -> int:
+    table_name = settings.api_keys_table
     try:
-        records = list_keys(boto3.client("dynamodb"), table_name)
+        records = list_keys(_dynamodb(settings), table_name)
     except KeyStoreUnavailable as exc:
         return _fail(str(exc))
     table = Table(title=f"API keys ({table_name})")
@@ -71,16 +70,20 @@ def list_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def revoke_command(args: argparse.Namespace) -> int:
-    table = Settings.from_env(os.environ).api_keys_table
+def revoke_command(args: argparse.Namespace, settings: Settings) -> int:
+    table = settings.api_keys_table
     try:
-        revoke_key(boto3.client("dynamodb"), table, args.key_id)
+        revoke_key(_dynamodb(settings), table, args.key_id)
     except KeyNotFound:
         return _fail(f"no key with id {args.key_id!r}")
     except KeyStoreUnavailable as exc:
         return _fail(str(exc))
     print(f"revoked {args.key_id} (effective within the authorizer's key cache TTL, 30 s by default)")
     return 0
+
+
+def _dynamodb(settings: Settings) -> Any:
+    return aws.client("dynamodb", settings.region)
 
 
 def _fail(message: str) -> int:

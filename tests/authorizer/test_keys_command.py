@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import pytest
 
 from authorizer.tables import table_specs, ttl_specs
 from consumer.ops.keys_command import add_keys_parser
+from consumer.settings import Settings
 from tests.authorizer.conftest import KEYS_TABLE, LIMITS_TABLE, Aws
 
 
@@ -15,7 +17,7 @@ def run(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="metering")
     add_keys_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(list(argv))
-    return int(args.handler(args))
+    return int(args.handler(args, Settings.from_env(os.environ)))
 
 
 @pytest.fixture(autouse=True)

@@ -53,8 +53,25 @@ class Stack:
         self.kinesis: Any = boto3.client("kinesis", region_name="us-east-1")
         self.dynamodb: Any = boto3.client("dynamodb", region_name="us-east-1")
 
-    def start_consumer(self, name: str = "consumer") -> Consumer:
-        return Consumer(self.env, self.workdir / f"{name}-{time.monotonic_ns()}.log")
+    def start_consumer(self, name: str = "consumer", **env: str) -> Consumer:
+        """`metering consume` with this stack's settings, plus `env` (fault points, worker ids)."""
+        return Consumer(self.env | env, self.workdir / f"{name}-{time.monotonic_ns()}.log")
+
+    def leases(self) -> list[dict[str, Any]]:
+        try:
+            reply = self.dynamodb.scan(TableName=self.settings.application_name, ConsistentRead=True)
+        except self.dynamodb.exceptions.ResourceNotFoundException:
+            return []  # the consumer has not created its lease table yet
+        return list(reply["Items"])
+
+    def intents(self) -> dict[str, str]:
+        items = self.dynamodb.query(
+            TableName=self.settings.analytics_table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"FLUSH#{self.settings.application_name}"}},
+            ConsistentRead=True,
+        )["Items"]
+        return {i["sk"]["S"].removeprefix("SHARD#"): i["end"]["S"] for i in items}
 
     def table_items(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -65,8 +82,7 @@ class Stack:
         return items
 
     def checkpoints(self) -> dict[str, str]:
-        items = self.dynamodb.scan(TableName=self.settings.application_name)["Items"]
-        return {i["leaseKey"]["S"]: i.get("checkpoint", {}).get("S", "") for i in items}
+        return {i["leaseKey"]["S"]: i.get("checkpoint", {}).get("S", "") for i in self.leases()}
 
 
 class Consumer:

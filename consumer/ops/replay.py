@@ -1,0 +1,407 @@
+"""`metering replay`: rebuild the counts of a time window from the stream into a separate table.
+
+The replay is the live consumer run again: the same MultiLangDaemon, record processor and
+DynamoDB sink (so the same exactly-once flushes), started by `consumer.daemon` with:
+
+- its own KCL application, `complical-usage-replay-<hash of stream, window, table>`, so the live
+  consumer's leases and checkpoints are never touched, and running the same replay again resumes
+  from its own checkpoints (re-applied ranges are no-ops thanks to the items' watermarks);
+- leases starting `AT_TIMESTAMP` = the window's start minus the allowed clock skew (an event may
+  carry a timestamp up to 5 minutes ahead of its arrival), by arrival time;
+- a counting window: only events whose own timestamp is in [from, to) are counted; the others
+  advance the shard uncounted. Buckets stay those of each event's own timestamp, in UTC.
+
+When is it done? Every shard that is open when the replay starts must have been read up to where
+the stream was at that moment. Each shard's processor reports, through a file in a directory this
+run owns, once it has flushed and checkpointed everything it received in a poll that reached the
+tip (millisBehindLatest == 0), or once it checkpointed its shard end (resharded during the replay).
+A child shard starts only after its parents reached their shard end, so a shard open at the start
+that reached its tip implies its closed ancestors in the window were read whole. When every such
+shard has reported, the daemon is stopped as on SIGTERM (flush, checkpoint) and the command prints
+a summary read back from the target table.
+
+The target table holds one replay only: a `REPLAY`/`WINDOW` item records its window and KCL
+application, and a table holding anything else is refused. Its TOTAL, HOUR and IP items cover the
+window only; no TTL is enabled on it, so the audit copy stays until the table is deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from consumer import aws, daemon, leases
+from consumer.core.aggregate import rfc3339
+from consumer.core.events import MAX_CLOCK_SKEW, utc_now
+from consumer.errors import MeteringError
+from consumer.settings import CountingWindow, Settings
+from consumer.sinks.dynamodb import analytics_table_spec
+
+APPLICATION_PREFIX = "complical-usage-replay-"
+# The stream trims continuously: a window whose start is this close to the retention is refused.
+RETENTION_MARGIN = timedelta(minutes=10)
+META_KEY = {"pk": {"S": "REPLAY"}, "sk": {"S": "WINDOW"}}
+COUNTERS = ("calls", "authFailures", "rateLimited")
+_AGE = re.compile(r"^(\d+)([smhd])$")
+_AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_SHARD_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+
+
+# -- pure: times, windows, names, completion -----------------------------------------------------
+
+
+def parse_time(text: str, now: datetime) -> datetime:
+    """An instant: RFC 3339 / ISO 8601 (UTC when it names no zone), `now`, or an age (90m, 2h, 3d).
+
+    Truncated to milliseconds, the precision of event timestamps.
+    """
+    raw = text.strip()
+    age = _AGE.match(raw)
+    if raw == "now":
+        at = now
+    elif age:
+        at = now - timedelta(**{_AGE_UNITS[age.group(2)]: int(age.group(1))})
+    else:
+        try:
+            at = datetime.fromisoformat(raw)
+        except ValueError:
+            raise MeteringError(
+                f"{text!r} is not a time: use RFC 3339 (2026-11-24T17:00:00Z), now, or an age (90m, 2h, 3d)"
+            ) from None
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+    at = at.astimezone(UTC)
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayPlan:
+    stream: str
+    table: str
+    window: CountingWindow
+
+    @property
+    def read_from(self) -> datetime:
+        """Where reading starts, by arrival time: an event may be ahead of its arrival by the skew."""
+        return self.window.start - MAX_CLOCK_SKEW
+
+    @property
+    def application_name(self) -> str:
+        identity = "\n".join((self.stream, rfc3339(self.window.start), rfc3339(self.window.end), self.table))
+        return APPLICATION_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:12]
+
+    def daemon_overrides(self) -> dict[str, str | None]:
+        # 3.1.3 takes the timestamp in epoch seconds; initialPositionInStream would contradict it.
+        return {
+            "initialPositionInStream": None,
+            "initialPositionInStreamExtended": str(int(self.read_from.timestamp())),
+        }
+
+    def child_env(self, progress_dir: Path) -> dict[str, str]:
+        """The settings of the replay's daemon and record processors (see `consumer.settings`)."""
+        return {
+            "ANALYTICS_TABLE_NAME": self.table,
+            "KCL_APPLICATION_NAME": self.application_name,
+            "COUNT_EVENTS_FROM": rfc3339(self.window.start),
+            "COUNT_EVENTS_TO": rfc3339(self.window.end),
+            "REPLAY_PROGRESS_DIR": str(progress_dir),
+        }
+
+
+def plan_replay(
+    *,
+    stream: str,
+    table: str,
+    live_table: str,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    retention: timedelta,
+) -> ReplayPlan:
+    if table == live_table:
+        raise MeteringError(f"--into {table} is the live analytics table: replay into a separate table")
+    if end > now:
+        raise MeteringError(f"--to {rfc3339(end)} is in the future")
+    try:
+        window = CountingWindow(start, end)
+    except ValueError as exc:
+        raise MeteringError(f"--from/--to: {exc}") from exc
+    plan = ReplayPlan(stream, table, window)
+    if plan.read_from < now - retention + RETENTION_MARGIN:
+        raise MeteringError(
+            f"--from {rfc3339(start)}: the stream keeps {retention} and reading starts "
+            f"{MAX_CLOCK_SKEW} earlier, so part of the window may be trimmed already"
+        )
+    return plan
+
+
+def finished(required: Collection[str], reports: Mapping[str, str]) -> bool:
+    """Done when every shard open at the start reported its tip or its end."""
+    return all(shard in reports for shard in required)
+
+
+class ProgressFiles:
+    """The run's shard reports: one file per shard (`caught-up` or `ended`) in a directory it owns.
+
+    The record processors write them (`consumer.processor.ShardProgress`); the replay reads them.
+    """
+
+    CAUGHT_UP = "caught-up"
+    ENDED = "ended"
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+
+    def caught_up(self, shard_id: str) -> None:
+        self._write(shard_id, self.CAUGHT_UP)
+
+    def ended(self, shard_id: str) -> None:
+        self._write(shard_id, self.ENDED)
+
+    def reports(self) -> dict[str, str]:
+        return {p.name: p.read_text() for p in self._directory.iterdir() if not p.name.startswith(".")}
+
+    def _write(self, shard_id: str, state: str) -> None:
+        if not _SHARD_ID.match(shard_id):
+            raise ValueError(f"unexpected shard id {shard_id!r}")
+        partial = self._directory / f".{shard_id}.{os.getpid()}"
+        partial.write_text(state)
+        partial.replace(self._directory / shard_id)  # atomic: the reader never sees half a report
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaySummary:
+    plan: ReplayPlan
+    events: int
+    items: int
+    seconds: float
+
+    def describe(self) -> str:
+        window = f"[{rfc3339(self.plan.window.start)}, {rfc3339(self.plan.window.end)})"
+        return (
+            f"replayed {window} into {self.plan.table}: {self.events} events counted, "
+            f"{self.items} items, {self.seconds:.1f} s (KCL application {self.plan.application_name})"
+        )
+
+
+# -- the command -----------------------------------------------------------------------------------
+
+
+def replay(
+    settings: Settings,
+    *,
+    start: str,
+    end: str | None,
+    into: str,
+    fresh: bool = False,
+    timeout: float = 0,
+    report: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> ReplaySummary:
+    """Run the replay until every shard has been read to where the stream was when it started."""
+    started = time.monotonic()
+    now = parse_time("now", utc_now())
+    dynamodb = aws.client("dynamodb", settings.region)
+    kinesis = aws.client("kinesis", settings.region)
+    recorded = _recorded_window(dynamodb, into)
+    window_start = parse_time(start, now)
+    if end is None and recorded is not None and recorded.start == window_start and not fresh:
+        window_end = recorded.end  # the same command again: resume that replay, not a new one
+        report(f"resuming the replay of [{rfc3339(recorded.start)}, {rfc3339(recorded.end)}) in {into}")
+    else:
+        window_end = parse_time(end or "now", now)
+    summary = kinesis.describe_stream_summary(StreamName=settings.stream_name)["StreamDescriptionSummary"]
+    retention = timedelta(hours=summary["RetentionPeriodHours"])
+    plan = plan_replay(
+        stream=settings.stream_name,
+        table=into,
+        live_table=settings.analytics_table,
+        start=window_start,
+        end=window_end,
+        now=now,
+        retention=retention,
+    )
+    if fresh:
+        _start_over(dynamodb, plan, report)
+    _prepare_table(dynamodb, plan)
+    open_shards = _open_shards(kinesis, settings.stream_name)
+    report(
+        f"replaying [{rfc3339(plan.window.start)}, {rfc3339(plan.window.end)}) into {into}: reading "
+        f"{len(open_shards)} shards from {rfc3339(plan.read_from)} as {plan.application_name}"
+    )
+    with tempfile.TemporaryDirectory(prefix="metering-replay-") as workdir:
+        progress = ProgressFiles(Path(workdir))
+        env = plan.child_env(Path(workdir))
+        watch = _Watch(open_shards, progress, report, deadline=started + timeout if timeout else None)
+        code = daemon.run(
+            Settings.from_env(os.environ | env), overrides=plan.daemon_overrides(), env=env, until=watch
+        )
+        done = finished(open_shards, progress.reports())
+    if code != 0:
+        raise MeteringError(f"the replay's KCL daemon failed (exit {code}); run the same command to resume")
+    if not done:
+        reason = "timed out" if watch.timed_out else "interrupted"
+        raise MeteringError(f"replay {reason} before every shard was read; run the same command to resume")
+    events, items = _table_totals(dynamodb, into)
+    return ReplaySummary(plan, events, items, time.monotonic() - started)
+
+
+class _Watch:
+    """The daemon's stop condition: every shard reported (or the deadline passed); logs progress."""
+
+    def __init__(
+        self,
+        required: list[str],
+        progress: ProgressFiles,
+        report: Callable[[str], None],
+        deadline: float | None,
+    ) -> None:
+        self._required = required
+        self._progress = progress
+        self._report = report
+        self._deadline = deadline
+        self._seen: set[str] = set()
+        self.timed_out = False
+
+    def __call__(self) -> bool:
+        reports = self._progress.reports()
+        for shard in sorted(reports.keys() - self._seen):
+            self._seen.add(shard)
+            done = sum(s in reports for s in self._required)
+            self._report(f"  {shard}: {reports[shard]} ({done}/{len(self._required)} shards done)")
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            self.timed_out = True
+            return True
+        return finished(self._required, reports)
+
+
+# -- AWS -------------------------------------------------------------------------------------------
+
+
+def _recorded_window(dynamodb: Any, table: str) -> CountingWindow | None:
+    item = _meta_item(dynamodb, table)
+    if item is None:
+        return None
+    return CountingWindow(datetime.fromisoformat(item["from"]["S"]), datetime.fromisoformat(item["to"]["S"]))
+
+
+def _meta_item(dynamodb: Any, table: str) -> dict[str, Any] | None:
+    try:
+        item: dict[str, Any] | None = dynamodb.get_item(
+            TableName=table, Key=META_KEY, ConsistentRead=True
+        ).get("Item")
+    except ClientError as exc:
+        if _code(exc) == "ResourceNotFoundException":
+            return None
+        raise
+    return item
+
+
+def _prepare_table(dynamodb: Any, plan: ReplayPlan) -> None:
+    """Create the target if missing and claim it for this replay; refuse a table holding anything else."""
+    try:
+        dynamodb.create_table(**analytics_table_spec(plan.table))
+    except ClientError as exc:
+        if _code(exc) != "ResourceInUseException":
+            raise
+    dynamodb.get_waiter("table_exists").wait(
+        TableName=plan.table, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+    )
+    meta = _meta_item(dynamodb, plan.table)
+    if meta is None:
+        if _holds_items(dynamodb, plan.table):
+            raise MeteringError(f"{plan.table} is not empty and holds no replay: refusing to write into it")
+        item = META_KEY | {
+            "from": {"S": rfc3339(plan.window.start)},
+            "to": {"S": rfc3339(plan.window.end)},
+            "stream": {"S": plan.stream},
+            "application": {"S": plan.application_name},
+        }
+        try:
+            dynamodb.put_item(TableName=plan.table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+        meta = _meta_item(dynamodb, plan.table) or {}
+    if meta.get("application", {}).get("S") != plan.application_name:
+        held = f"[{meta.get('from', {}).get('S')}, {meta.get('to', {}).get('S')})"
+        raise MeteringError(
+            f"{plan.table} holds the replay of {held}: choose another --into, or pass --fresh to replace it"
+        )
+
+
+def _start_over(dynamodb: Any, plan: ReplayPlan, report: Callable[[str], None]) -> None:
+    """--fresh: drop the target table (if it holds a replay or nothing) and the replay's KCL tables."""
+    meta = _meta_item(dynamodb, plan.table)
+    applications = {plan.application_name}
+    if meta is not None:
+        applications.add(meta["application"]["S"])
+    elif _table_exists(dynamodb, plan.table) and _holds_items(dynamodb, plan.table):
+        raise MeteringError(f"{plan.table} is not empty and holds no replay: refusing to delete it")
+    tables = [plan.table] + [
+        spec["TableName"] for app in sorted(applications) for spec in leases.kcl_table_specs(app)
+    ]
+    for table in tables:
+        if _table_exists(dynamodb, table):
+            dynamodb.delete_table(TableName=table)
+            dynamodb.get_waiter("table_not_exists").wait(
+                TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+            )
+            report(f"deleted {table}")
+
+
+def _holds_items(dynamodb: Any, table: str) -> bool:
+    return bool(dynamodb.scan(TableName=table, Limit=1, Select="COUNT")["Count"])
+
+
+def _table_exists(dynamodb: Any, table: str) -> bool:
+    try:
+        dynamodb.describe_table(TableName=table)
+    except ClientError as exc:
+        if _code(exc) == "ResourceNotFoundException":
+            return False
+        raise
+    return True
+
+
+def _open_shards(kinesis: Any, stream: str) -> list[str]:
+    shards: list[dict[str, Any]] = []
+    for page in kinesis.get_paginator("list_shards").paginate(StreamName=stream):
+        shards.extend(page["Shards"])
+    return sorted(s["ShardId"] for s in shards if "EndingSequenceNumber" not in s["SequenceNumberRange"])
+
+
+def _table_totals(dynamodb: Any, table: str) -> tuple[int, int]:
+    """Events counted (the sum of the GLOBAL minute items) and counter items in the target."""
+    events = 0
+    for page in dynamodb.get_paginator("query").paginate(
+        TableName=table,
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :minute)",
+        ExpressionAttributeValues={":pk": {"S": "GLOBAL"}, ":minute": {"S": "MINUTE#"}},
+        ConsistentRead=True,
+    ):
+        events += sum(int(item.get(name, {}).get("N", "0")) for item in page["Items"] for name in COUNTERS)
+    items = 0
+    for page in dynamodb.get_paginator("scan").paginate(
+        TableName=table,
+        Select="COUNT",
+        FilterExpression="begins_with(pk, :user) OR begins_with(pk, :ip) OR pk = :global",
+        ExpressionAttributeValues={":user": {"S": "USER#"}, ":ip": {"S": "IP#"}, ":global": {"S": "GLOBAL"}},
+        ConsistentRead=True,
+    ):
+        items += page["Count"]
+    return events, items
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
