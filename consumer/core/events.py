@@ -83,7 +83,8 @@ def decode_event(data: bytes, now: datetime) -> UsageEvent:
         event = _decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise _classify(data, str(exc)) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # msgspec reports bad UTF-8 inside a string as UnicodeDecodeError, not DecodeError.
         raise InvalidEvent(Reason.NOT_JSON, str(exc)) from None
     if event.timestamp - now > MAX_CLOCK_SKEW:
         raise InvalidEvent(Reason.FUTURE_TIMESTAMP, f"{event.timestamp.isoformat()} is ahead of {now}")

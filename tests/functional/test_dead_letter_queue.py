@@ -192,11 +192,6 @@ class RecordingDeadLetters:
         pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="decode_event lets msgspec's UnicodeDecodeError escape (bad UTF-8 inside a JSON string): "
-    "the child exits and the shard replays it forever; fix in consumer/core/events.py",
-)
 def test_bad_utf8_inside_a_string_is_dead_lettered_not_a_crash() -> None:
     """Non-UTF-8 bytes inside a JSON string are NOT_JSON, and the valid records around them count."""
     sink, dead_letters = MemorySink(), RecordingDeadLetters()

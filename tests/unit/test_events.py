@@ -32,6 +32,7 @@ def test_ignores_unknown_fields_and_accepts_null_user() -> None:
     [
         (b"not json", Reason.NOT_JSON),
         (b"\xff\xfe", Reason.NOT_JSON),
+        (b'{"version":1,"path":"\xff"}', Reason.NOT_JSON),
         (orjson.dumps([1, 2]), Reason.INVALID_FIELD),
         (orjson.dumps(event(version=2)), Reason.UNSUPPORTED_VERSION),
         (orjson.dumps(event(eventType="API_DELETED")), Reason.UNKNOWN_EVENT_TYPE),
