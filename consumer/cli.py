@@ -38,8 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metering", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    local_aws = commands.add_parser("local-aws", help="serve the embedded AWS emulator on 127.0.0.1")
+    local_aws = commands.add_parser("local-aws", help="serve the embedded AWS emulator")
     local_aws.add_argument("--port", type=int, default=4566)
+    # 127.0.0.1 by default: the emulator accepts any credentials. A container binds 0.0.0.0.
+    local_aws.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     local_aws.set_defaults(handler=_local_aws)
 
     provision = commands.add_parser("provision", help="create the stream, tables and queue (idempotent)")
@@ -83,8 +85,8 @@ def _parser() -> argparse.ArgumentParser:
 def _local_aws(args: argparse.Namespace, _settings: Settings) -> int:
     from consumer.ops import local_aws
 
-    print(f"local AWS emulator on http://127.0.0.1:{args.port} (Ctrl-C stops it)", file=sys.stderr)
-    local_aws.serve(args.port)
+    print(f"local AWS emulator on http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
+    local_aws.serve(args.port, host=args.host)
     return 0
 
 
