@@ -78,6 +78,14 @@ def _parser() -> argparse.ArgumentParser:
     dlq_redrive.add_argument("--dry-run", action="store_true", help="report only; change nothing")
     dlq_redrive.set_defaults(handler=_dlq_redrive)
 
+    replay = commands.add_parser("replay", help="rebuild a time window's counts from the stream into a table")
+    replay.add_argument("--from", dest="start", required=True, help="RFC 3339 (UTC if no zone) or an age: 2h")
+    replay.add_argument("--to", dest="end", help="same forms; default now (or the window being resumed)")
+    replay.add_argument("--into", required=True, help="target table, created if missing; one replay each")
+    replay.add_argument("--fresh", action="store_true", help="drop the target and the replay's leases first")
+    replay.add_argument("--timeout", type=float, default=0, help="give up after N seconds (0: never)")
+    replay.set_defaults(handler=_replay)
+
     _add_keys_commands(commands)
     return parser
 
@@ -136,6 +144,18 @@ def _dlq_redrive(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.ops.dlq import redrive_command
 
     return redrive_command(settings, dry_run=args.dry_run)
+
+
+def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer import logs
+    from consumer.ops.replay import replay
+
+    logs.configure(settings.log_level)
+    summary = replay(
+        settings, start=args.start, end=args.end, into=args.into, fresh=args.fresh, timeout=args.timeout
+    )
+    print(summary.describe())
+    return 0
 
 
 def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

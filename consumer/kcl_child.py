@@ -11,7 +11,7 @@ from amazon_kclpy import kcl
 from consumer import aws, logs
 from consumer.errors import ConfigError
 from consumer.faults import FaultPoints
-from consumer.processor import UsageRecordProcessor
+from consumer.processor import DeadLetters, LoggedDeadLetters, UsageRecordProcessor
 from consumer.settings import Settings
 from consumer.sinks.dead_letters import SqsDeadLetters, queue_url
 from consumer.sinks.dynamodb import DynamoDBSink
@@ -32,17 +32,31 @@ def main() -> None:
         faults=faults,
         log=log,
     )
-    sqs = aws.client("sqs", settings.region)
-    try:
-        dlq_url = queue_url(sqs, settings.dlq_name)
-    except ConfigError as exc:
-        log.error("startup_failed", error=str(exc))
-        sys.exit(f"record processor: {exc}")
-    dead_letters = SqsDeadLetters(
-        sqs, dlq_url, stream=settings.stream_name, application=settings.application_name, log=log
-    )
+    window, progress = settings.counting_window, None
+    dead_letters: DeadLetters
+    if settings.progress_dir is not None:
+        # A replay (consumer.ops.replay): the live consumer already dead-lettered these records.
+        from consumer.ops.replay import ProgressFiles
+
+        progress, dead_letters = ProgressFiles(settings.progress_dir), LoggedDeadLetters(log)
+    else:
+        sqs = aws.client("sqs", settings.region)
+        try:
+            dlq_url = queue_url(sqs, settings.dlq_name)
+        except ConfigError as exc:
+            log.error("startup_failed", error=str(exc))
+            sys.exit(f"record processor: {exc}")
+        dead_letters = SqsDeadLetters(
+            sqs, dlq_url, stream=settings.stream_name, application=settings.application_name, log=log
+        )
     processor = UsageRecordProcessor(
-        sink, dead_letters, log, flush_interval=settings.flush_interval_seconds, faults=faults
+        sink,
+        dead_letters,
+        log,
+        flush_interval=settings.flush_interval_seconds,
+        faults=faults,
+        counts=None if window is None else lambda event: event.timestamp in window,
+        progress=progress,
     )
     # stdout belongs to the protocol: nothing else may write there.
     kcl.KCLProcess(processor, input_file=sys.stdin, output_file=sys.stdout, error_file=sys.stderr).run()

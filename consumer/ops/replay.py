@@ -81,6 +81,11 @@ def parse_time(text: str, now: datetime) -> datetime:
             ) from None
         if at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
+    return _millis(at)
+
+
+def _millis(at: datetime) -> datetime:
+    """UTC, to the millisecond: what RFC 3339 stamps in the table and the environment carry."""
     at = at.astimezone(UTC)
     return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
@@ -102,10 +107,13 @@ class ReplayPlan:
         return APPLICATION_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:12]
 
     def daemon_overrides(self) -> dict[str, str | None]:
-        # 3.1.3 takes the timestamp in epoch seconds; initialPositionInStream would contradict it.
         return {
+            # 3.1.3 takes the timestamp in epoch seconds; initialPositionInStream would contradict it.
             "initialPositionInStream": None,
             "initialPositionInStreamExtended": str(int(self.read_from.timestamp())),
+            # On SIGTERM the KCL waits for its leases to expire after the final flush: one worker
+            # needs no long failover, and a shorter one ends the replay ~5 s sooner.
+            "failoverTimeMillis": "5000",
         }
 
     def child_env(self, progress_dir: Path) -> dict[str, str]:
@@ -134,7 +142,7 @@ def plan_replay(
     if end > now:
         raise MeteringError(f"--to {rfc3339(end)} is in the future")
     try:
-        window = CountingWindow(start, end)
+        window = CountingWindow(_millis(start), _millis(end))
     except ValueError as exc:
         raise MeteringError(f"--from/--to: {exc}") from exc
     plan = ReplayPlan(stream, table, window)
@@ -220,8 +228,8 @@ def replay(
         report(f"resuming the replay of [{rfc3339(recorded.start)}, {rfc3339(recorded.end)}) in {into}")
     else:
         window_end = parse_time(end or "now", now)
-    summary = kinesis.describe_stream_summary(StreamName=settings.stream_name)["StreamDescriptionSummary"]
-    retention = timedelta(hours=summary["RetentionPeriodHours"])
+    stream = kinesis.describe_stream_summary(StreamName=settings.stream_name)["StreamDescriptionSummary"]
+    retention = timedelta(hours=stream["RetentionPeriodHours"])
     plan = plan_replay(
         stream=settings.stream_name,
         table=into,
