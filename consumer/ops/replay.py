@@ -219,15 +219,13 @@ def replay(
     """Run the replay until every shard has been read to where the stream was when it started."""
     started = time.monotonic()
     now = parse_time("now", utc_now())
+    window_start, window_end = parse_time(start, now), parse_time(end or "now", now)
     dynamodb = aws.client("dynamodb", settings.region)
     kinesis = aws.client("kinesis", settings.region)
     recorded = _recorded_window(dynamodb, into)
-    window_start = parse_time(start, now)
     if end is None and recorded is not None and recorded.start == window_start and not fresh:
         window_end = recorded.end  # the same command again: resume that replay, not a new one
         report(f"resuming the replay of [{rfc3339(recorded.start)}, {rfc3339(recorded.end)}) in {into}")
-    else:
-        window_end = parse_time(end or "now", now)
     stream = kinesis.describe_stream_summary(StreamName=settings.stream_name)["StreamDescriptionSummary"]
     retention = timedelta(hours=stream["RetentionPeriodHours"])
     plan = plan_replay(

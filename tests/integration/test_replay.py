@@ -112,8 +112,10 @@ def test_replay_of_a_window_into_a_fresh_table_equals_the_live_table(stack: Stac
         assert counted == want
         assert int(summary.group(3)) == len(want)
 
-        again = run_replay(stack, *args)
+        # The same replay again, `--to` left out: it resumes the recorded window; nothing changes.
+        again = run_replay(stack, "--from", _stamp(start), "--into", target)
         assert again.returncode == 0, again.stderr[-4000:]
+        assert "resuming the replay of" in again.stderr
         after = table_items(stack, target)
         assert {k: counters(v) for k, v in after.items()} == {k: counters(v) for k, v in replayed.items()}
         replay_leases = [t for t in stack.dynamodb.list_tables()["TableNames"] if t.startswith(REPLAY_APP)]
