@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from amazon_kclpy.checkpoint_error import CheckpointError
@@ -160,8 +160,12 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
             self._log.info("shutdown_flushed")
 
     def _decode(self, record: Any, now: datetime) -> UsageEvent | None:
+        # "Too far in the future" is judged against the record's arrival in the stream, not our
+        # clock, so that a replay days later makes exactly the same decision as the live run.
+        arrived = record.timestamp_millis
+        reference = datetime.fromtimestamp(arrived / 1000, UTC) if arrived else now
         try:
-            event = decode_event(record.binary_data, now)
+            event = decode_event(record.binary_data, reference)
         except InvalidEvent as error:
             self._dead_letters.send(self._shard_id, record, error)
             return None

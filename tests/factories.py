@@ -47,5 +47,5 @@ def kcl_record(sequence: int, data: bytes, sub_sequence: int = 0) -> dict[str, A
         "partitionKey": "pk",
         "sequenceNumber": str(sequence),
         "subSequenceNumber": sub_sequence,
-        "approximateArrivalTimestamp": 1764006733123,
+        "approximateArrivalTimestamp": 1795564800000,  # 2026-11-25T00:00:00Z
     }

@@ -87,7 +87,7 @@ def test_message_holds_the_record_and_its_place() -> None:
         "sequenceNumber": "7",
         "subSequenceNumber": 0,
         "partitionKey": "user-hash",
-        "arrivedAt": "2025-11-24T17:52:13.123Z",
+        "arrivedAt": "2026-11-25T00:00:00.000Z",
         "reason": "NOT_JSON",
         "detail": "why",
         "stream": "the-stream",
