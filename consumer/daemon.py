@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from string import Template
 from types import FrameType
@@ -27,7 +28,7 @@ from urllib.parse import urlparse
 
 import amazon_kclpy
 
-from consumer import aws, leases, logs
+from consumer import aws, leases, logs, metrics
 from consumer.errors import ConfigError
 from consumer.settings import Settings
 
@@ -121,10 +122,18 @@ def run(
         properties_file.write_text(properties)
         _bootstrap_leases(settings, initial_position(properties))
         java_options = f"{os.environ.get('JAVA_TOOL_OPTIONS', '')} {JVM_OPTIONS}"
-        daemon_env = os.environ | dict(env or {}) | {"JAVA_TOOL_OPTIONS": java_options}
+        multiproc_dir = Path(workdir) / "prometheus"
+        multiproc_dir.mkdir()
+        daemon_env = os.environ | dict(env or {})
+        daemon_env |= {"JAVA_TOOL_OPTIONS": java_options, metrics.MULTIPROC_ENV: str(multiproc_dir)}
         daemon = subprocess.Popen(java_command(java, properties_file), env=daemon_env)
+        server = _serve_metrics(settings, multiproc_dir, daemon)
         stop = _forward_stop_signals(daemon)
-        code = _wait(daemon, until, poll_seconds, stop)
+        try:
+            code = _wait(daemon, until, poll_seconds, stop)
+        finally:
+            if server is not None:
+                server.shutdown()
     if stop.requested and code in (0, 130, 143):
         return 0
     print(f"metering: the KCL daemon exited with code {code}", file=sys.stderr)
@@ -142,6 +151,18 @@ def _wait(
         except subprocess.TimeoutExpired:
             if not stop.requested and until():
                 stop(signal.SIGTERM, None)  # as an operator's SIGTERM: flush, checkpoint, exit
+
+
+def _serve_metrics(
+    settings: Settings, multiproc_dir: Path, daemon: subprocess.Popen[bytes]
+) -> ThreadingHTTPServer | None:
+    if not settings.metrics_port:
+        return None
+    try:
+        return metrics.serve(settings.metrics_port, multiproc_dir, lambda: daemon.poll() is None)
+    except OSError as exc:
+        daemon.terminate()
+        raise ConfigError(f"METRICS_PORT={settings.metrics_port} cannot be served: {exc}") from exc
 
 
 def _bootstrap_leases(settings: Settings, initial_position: str) -> None:

@@ -7,10 +7,12 @@ import signal
 import sys
 
 from amazon_kclpy import kcl
+from prometheus_client import CollectorRegistry
 
 from consumer import aws, logs
 from consumer.errors import ConfigError
 from consumer.faults import FaultPoints
+from consumer.metrics import ProcessorMetrics
 from consumer.processor import DeadLetters, LoggedDeadLetters, UsageRecordProcessor
 from consumer.settings import Settings
 from consumer.sinks.dead_letters import SqsDeadLetters, queue_url
@@ -57,6 +59,8 @@ def main() -> None:
         faults=faults,
         counts=None if window is None else lambda event: event.timestamp in window,
         progress=progress,
+        # Written to PROMETHEUS_MULTIPROC_DIR (set by `metering consume`), served by the parent.
+        metrics=ProcessorMetrics(CollectorRegistry()),
     )
     # stdout belongs to the protocol: nothing else may write there.
     kcl.KCLProcess(processor, input_file=sys.stdin, output_file=sys.stdout, error_file=sys.stderr).run()

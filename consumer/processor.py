@@ -21,10 +21,12 @@ from typing import Any, Protocol
 
 from amazon_kclpy.checkpoint_error import CheckpointError
 from amazon_kclpy.v3.processor import RecordProcessorBase
+from prometheus_client import CollectorRegistry
 
 from consumer.core.events import InvalidEvent, UsageEvent, decode_event, utc_now
 from consumer.core.flush import Batch, Position, ShardAccumulator
 from consumer.faults import FaultPoints
+from consumer.metrics import ProcessorMetrics
 from consumer.sinks.base import CounterSink
 
 # The lease moved or the worker is shutting down: checkpointing is impossible, not an error of ours.
@@ -90,8 +92,10 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
         faults: FaultPoints | None = None,
         counts: Callable[[UsageEvent], bool] | None = None,
         progress: ShardProgress | None = None,
+        metrics: ProcessorMetrics | None = None,
     ) -> None:
         self._faults = faults or FaultPoints()
+        self._metrics = metrics or ProcessorMetrics(CollectorRegistry())
         self._sink = sink
         self._dead_letters = dead_letters
         self._log = log
@@ -123,6 +127,8 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
         with self._guarded("process_records"):
             accumulator = self._require_accumulator()
             now = self._now()
+            self._metrics.records.labels(self._shard_id).inc(len(process_records_input.records))
+            self._metrics.millis_behind.labels(self._shard_id).set(process_records_input.millis_behind_latest)
             for record in process_records_input.records:
                 accumulator.add(_position(record), self._decode(record, now))
                 self._faults.hit("record-added")
@@ -167,8 +173,10 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
         try:
             event = decode_event(record.binary_data, reference)
         except InvalidEvent as error:
+            self._metrics.rejected.labels(error.reason.value).inc()
             self._dead_letters.send(self._shard_id, record, error)
             return None
+        self._metrics.events.labels(event.event_type.value).inc()
         return event if self._counts is None or self._counts(event) else None
 
     def _flush_all(self, checkpointer: Checkpointer) -> None:
@@ -187,6 +195,9 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
             self._sink.write(batch)
             if not self._checkpoint(checkpointer, batch):
                 break
+            self._metrics.flush_seconds.observe(self._monotonic() - started)
+            self._metrics.checkpoints.labels(self._shard_id).inc()
+            self._metrics.last_flush.labels(self._shard_id).set_to_current_time()
             self._log.debug(
                 "flushed",
                 records=batch.records,

@@ -59,6 +59,7 @@ class Settings:
     shutdown_grace_seconds: float
     write_retry_seconds: float
     log_level: str
+    metrics_port: int
     counting_window: CountingWindow | None = None  # None: count every event
     progress_dir: Path | None = None  # where shards report "read up to the tip" (replay only)
 
@@ -86,6 +87,7 @@ class Settings:
             shutdown_grace_seconds=_read(env, "SHUTDOWN_GRACE_SECONDS", "25", _seconds(5, 110)),
             write_retry_seconds=_read(env, "WRITE_RETRY_SECONDS", "60", _seconds(1, 600)),
             log_level=_read(env, "LOG_LEVEL", "INFO", _log_level),
+            metrics_port=_read(env, "METRICS_PORT", "9400", _port),
             counting_window=_counting_window(env),
             progress_dir=Path(env["REPLAY_PROGRESS_DIR"]) if env.get("REPLAY_PROGRESS_DIR") else None,
         )
@@ -138,6 +140,13 @@ def _seconds(low: float, high: float) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def _port(raw: str) -> int:
+    port = int(raw)
+    if not 0 <= port <= 65535:
+        raise ValueError("must be a TCP port, or 0 to serve no metrics")
+    return port
 
 
 def _log_level(raw: str) -> str:

@@ -9,7 +9,9 @@ import pytest
 import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
+from consumer.metrics import ProcessorMetrics
 from consumer.processor import LoggedDeadLetters, UsageRecordProcessor
 from consumer.sinks.memory import MemorySink
 from tests.factories import event
@@ -194,3 +196,25 @@ def _chunks(records: list[tuple[int, bytes]], sizes: list[int]) -> list[list[tup
         chunks.append(records[i : i + size])
         i += size
     return chunks
+
+
+def test_metrics_report_records_events_rejections_and_flushes() -> None:
+    """The processor's metrics count records, events by type, rejections by reason, and flushes."""
+    registry = CollectorRegistry()
+    log = structlog.get_logger("test")
+    processor = UsageRecordProcessor(
+        MemorySink(),
+        LoggedDeadLetters(log),
+        log,
+        flush_interval=5.0,
+        now=lambda: NOW,
+        metrics=ProcessorMetrics(registry),
+    )
+    records = [*_calls(3), (4, b"nope")]
+    ScriptedDaemon().initialize(SHARD).records(records).shutdown_requested().run(processor)
+    sample = registry.get_sample_value
+    assert sample("metering_records_total", {"shard": SHARD}) == 4
+    assert sample("metering_events_counted_total", {"type": "API_CALL"}) == 3
+    assert sample("metering_records_rejected_total", {"reason": "NOT_JSON"}) == 1
+    assert sample("metering_checkpoints_total", {"shard": SHARD}) == 1
+    assert sample("metering_flush_seconds_count") == 1

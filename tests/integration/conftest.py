@@ -39,7 +39,11 @@ def aws_env() -> Iterator[dict[str, str]]:
 @pytest.fixture
 def stack(aws_env: dict[str, str], tmp_path: Path) -> Stack:
     """A freshly provisioned stream, table and queue with names unique to the test."""
-    env = aws_env | {"ENVIRONMENT": f"it-{uuid.uuid4().hex[:8]}", "FLUSH_INTERVAL_SECONDS": "1"}
+    env = aws_env | {
+        "ENVIRONMENT": f"it-{uuid.uuid4().hex[:8]}",
+        "FLUSH_INTERVAL_SECONDS": "1",
+        "METRICS_PORT": "0",  # several consumers share this machine; test_metrics picks a free port
+    }
     settings = Settings.from_env(env)
     provision(settings, report=lambda _line: None)
     return Stack(settings, env, tmp_path)
