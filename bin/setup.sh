@@ -1,5 +1,5 @@
 # Sourced by bin/demo and bin/test: make this clone runnable on a fresh Debian machine.
-# Creates .venv with the project and its dev extras, and installs Java 17 when missing.
+# Creates .venv with the project and its dev extras, and installs Java 17 and docker-compose when missing.
 set -euo pipefail
 
 python=${PYTHON:-python3}
@@ -22,7 +22,10 @@ install_debian() {
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo=sudo
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$2" >/dev/null
+    # No recommends: docker-compose's would pull in a whole Docker engine.
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$2" >/dev/null
 }
 
 command -v java >/dev/null || install_debian "java (needed by the KCL daemon)" openjdk-17-jre-headless
+# `docker-compose config` validates docker-compose.yml (tests/deploy); no engine is needed for that.
+command -v docker-compose >/dev/null || install_debian "docker-compose (checks docker-compose.yml)" docker-compose
