@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from consumer.core.events import EventType, UsageEvent
 
@@ -52,19 +53,19 @@ class Aggregate:
 
     def add(self, event: UsageEvent) -> None:
         at = event.timestamp.astimezone(UTC)
-        minute, hour = minute_bucket(at), hour_bucket(at)
+        minute, hour = _buckets(int(at.timestamp()) // 60)
         self.events += 1
         user = user_key(event.user_email)
         if user is not None:
             total = self._item(user, TOTAL)
             total.count(event.event_type)
             total.seen(at)
-            self._bucket(user, minute, at).count(event.event_type)
-            self._bucket(user, hour, at).count(event.event_type)
-        self._bucket(GLOBAL, minute, at).count(event.event_type)
-        self._bucket(GLOBAL, hour, at).count(event.event_type)
+            self._bucket(user, minute).count(event.event_type)
+            self._bucket(user, hour).count(event.event_type)
+        self._bucket(GLOBAL, minute).count(event.event_type)
+        self._bucket(GLOBAL, hour).count(event.event_type)
         if event.source_ip:
-            self._bucket(f"IP#{event.source_ip}", hour, at).count(event.event_type)
+            self._bucket(f"IP#{event.source_ip}", hour).count(event.event_type)
 
     def _item(self, pk: str, sk: str) -> Counters:
         counters = self.items.get((pk, sk))
@@ -72,12 +73,23 @@ class Aggregate:
             counters = self.items[(pk, sk)] = Counters()
         return counters
 
-    def _bucket(self, pk: str, sk: str, at: datetime) -> Counters:
+    def _bucket(self, pk: str, bucket: tuple[str, int]) -> Counters:
+        sk, expires_at = bucket
         counters = self._item(pk, sk)
         if counters.bucket is None:
-            counters.bucket = sk
-            counters.expires_at = expiry(sk)
+            counters.bucket, counters.expires_at = sk, expires_at
         return counters
+
+
+@lru_cache(maxsize=4096)
+def _buckets(epoch_minute: int) -> tuple[tuple[str, int], tuple[str, int]]:
+    """The minute and hour buckets (sort key, expiry) of one minute; cached: events cluster in time."""
+    minute = datetime.fromtimestamp(epoch_minute * 60, UTC)
+    hour = minute.replace(minute=0)
+    return (
+        (minute_bucket(minute), int((minute + BUCKET_RETENTION).timestamp())),
+        (hour_bucket(hour), int((hour + BUCKET_RETENTION).timestamp())),
+    )
 
 
 def user_key(email: str | None) -> str | None:
