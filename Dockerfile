@@ -49,8 +49,8 @@ USER 10001:10001
 # (ECS stopTimeout, compose stop_grace_period). Run it under an init (ECS initProcessEnabled,
 # compose `init: true`) so that orphaned processes are reaped.
 STOPSIGNAL SIGTERM
-# No HEALTHCHECK: the consumer serves no health endpoint yet, and a check that only sees the
-# process alive adds nothing, because `metering consume` already exits non-zero when the daemon
-# dies. A meaningful check (leases renewed, checkpoints advancing) needs that endpoint first.
+# No HEALTHCHECK here: the image runs every `metering` subcommand, and only `consume` serves
+# /healthz (on METRICS_PORT). The consumer's check is declared where it runs: ecs/consumer.yaml,
+# docker-compose.yml.
 ENTRYPOINT ["metering"]
 CMD ["consume"]

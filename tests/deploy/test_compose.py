@@ -108,6 +108,13 @@ def test_compose_gives_the_consumer_time_to_flush_on_stop(compose: dict[str, Any
     assert consumer["restart"] == "on-failure"
 
 
+def test_compose_checks_the_consumer_health_on_its_metrics_port(compose: dict[str, Any]) -> None:
+    """The consumer's healthcheck asks /healthz on the port `metering consume` serves."""
+    consumer = compose["services"]["consumer"]
+    port = Settings.from_env(consumer["environment"]).metrics_port
+    assert f"127.0.0.1:{port}/healthz" in " ".join(consumer["healthcheck"]["test"])
+
+
 # --- Dockerfile -----------------------------------------------------------------------------------
 
 
@@ -268,6 +275,15 @@ def test_stack_stops_the_task_after_the_shutdown_grace(stack: dict[str, Any]) ->
     grace = float(env.get("SHUTDOWN_GRACE_SECONDS", DEFAULT_GRACE))
     assert container["StopTimeout"] >= grace + 15
     assert container["StopTimeout"] <= 120  # Fargate's maximum
+
+
+def test_stack_checks_the_consumer_health_on_its_metrics_port(stack: dict[str, Any]) -> None:
+    """ECS asks /healthz on the port `metering consume` serves, which the container maps."""
+    container = _container(stack)
+    env = {item["Name"]: item["Value"] for item in container["Environment"]}
+    port = Settings.from_env({k: v for k, v in env.items() if isinstance(v, str)}).metrics_port
+    assert f"127.0.0.1:{port}/healthz" in " ".join(container["HealthCheck"]["Command"])
+    assert container["PortMappings"] == [{"ContainerPort": port, "Protocol": "tcp"}]
 
 
 def test_stack_lets_the_consumer_manage_the_kcl_tables(stack: dict[str, Any]) -> None:
