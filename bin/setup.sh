@@ -29,3 +29,5 @@ install_debian() {
 command -v java >/dev/null || install_debian "java (needed by the KCL daemon)" openjdk-17-jre-headless
 # `docker-compose config` validates docker-compose.yml (tests/deploy); no engine is needed for that.
 command -v docker-compose >/dev/null || install_debian "docker-compose (checks docker-compose.yml)" docker-compose
+# A real Prometheus scrapes `metering consume` in tests/integration/test_metrics.py.
+command -v prometheus >/dev/null || install_debian "prometheus (scrapes the consumer in the tests)" prometheus

@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from cfnlint.decode import cfn_yaml
+
+from authorizer.tables import table_specs, ttl_specs
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = sorted((ROOT / "ecs").glob("*.yaml"))
@@ -22,3 +25,26 @@ def test_cloudformation_template_passes_cfn_lint(template: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_authorizer_stack_tables_match_the_tables_the_code_creates() -> None:
+    """The keys and rate-limit tables in ecs/api-gateway.yaml are those `metering provision` creates."""
+    resources = cfn_yaml.load(str(ROOT / "ecs" / "api-gateway.yaml"))["Resources"]
+    stack = {
+        r["Properties"]["TableName"]["Fn::Sub"].replace("${Environment}", "e"): r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::DynamoDB::Table"
+    }
+    specs = table_specs("complical-api-keys-e", "complical-rate-limits-e")
+    assert set(stack) == {spec["TableName"] for spec in specs}
+    for spec in specs:
+        table = stack[spec["TableName"]]
+        assert table["KeySchema"] == spec["KeySchema"]
+        assert table["AttributeDefinitions"] == spec["AttributeDefinitions"]
+        assert table["BillingMode"] == spec["BillingMode"]
+    for ttl in ttl_specs("complical-api-keys-e", "complical-rate-limits-e"):
+        stack_ttl = stack[ttl["TableName"]]["TimeToLiveSpecification"]
+        assert stack_ttl == {
+            "AttributeName": ttl["TimeToLiveSpecification"]["AttributeName"],
+            "Enabled": True,
+        }
