@@ -32,11 +32,15 @@ NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
 
 def payloads(count: int, users: int = 1000) -> list[bytes]:
-    rng = random.Random(1)
+    rng = random.Random(1)  # noqa: S311 - test data, not secrets
     start = NOW - timedelta(hours=1)
     return [
-        orjson.dumps(event(email=f"user{rng.randrange(users)}@example.com",
-                           at=start + timedelta(milliseconds=rng.randrange(3_600_000))))
+        orjson.dumps(
+            event(
+                email=f"user{rng.randrange(users)}@example.com",
+                at=start + timedelta(milliseconds=rng.randrange(3_600_000)),
+            )
+        )
         for _ in range(count)
     ]
 
@@ -74,7 +78,8 @@ def through_kclprocess(data: list[bytes], batch: int = 1000) -> None:
         daemon.records([(start + i + 1, raw) for i, raw in enumerate(data[start : start + batch])])
     daemon.shutdown_requested()
     daemon.run(UsageRecordProcessor(sink, LoggedDeadLetters(log), log, flush_interval=1.0, now=lambda: NOW))
-    assert sum(v["calls"] for k, v in sink.items.items() if k[0] == "GLOBAL" and k[1][:4] == "HOUR") == len(data)
+    hours = [v["calls"] for (pk, sk), v in sink.items.items() if pk == "GLOBAL" and sk.startswith("HOUR#")]
+    assert sum(hours) == len(data)
 
 
 def main() -> None:
