@@ -53,7 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     simulate = commands.add_parser("simulate", help="drive the real authorizer with generated requests")
     simulate.add_argument("--rate", type=float, default=50.0, help="requests per second")
     simulate.add_argument("--duration", type=float, default=60.0, help="seconds")
-    simulate.add_argument("--users", type=int, default=20)
+    simulate.add_argument("--users", type=int, default=20, help="users to create keys for")
+    simulate.add_argument(
+        "--key", action="append", default=[], metavar="SECRET", help="also send with this key (repeatable)"
+    )
     simulate.add_argument("--seed", type=int, default=None)
     simulate.set_defaults(handler=_simulate)
 
@@ -115,7 +118,13 @@ def _consume(_args: argparse.Namespace, settings: Settings) -> int:
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.ops.simulate import simulate
 
-    summary = simulate(settings, rate=args.rate, duration=args.duration, users=args.users, seed=args.seed)
+    try:
+        summary = simulate(
+            settings, rate=args.rate, duration=args.duration, users=args.users, keys=args.key, seed=args.seed
+        )
+    except ValueError as exc:
+        print(f"metering simulate: {exc}", file=sys.stderr)
+        return 2
     print(summary.describe(), file=sys.stderr)
     return 0
 

@@ -2,7 +2,8 @@
 
 Each simulated user gets a real key through the key store (as `metering keys create` does); a few
 hot users on the free plan hit their rate limits; a share of requests carries a missing, malformed
-or unknown key. Keys created here are revoked at the end.
+or unknown key. Keys created here are revoked at the end. Secrets passed with `--key` (made with
+`metering keys create`) join the traffic as they are and are left untouched.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import random
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +52,13 @@ class SimUser:
 
 
 def simulate(
-    settings: Settings, *, rate: float, duration: float, users: int, seed: int | None = None
+    settings: Settings,
+    *,
+    rate: float,
+    duration: float,
+    users: int,
+    keys: Sequence[str] = (),
+    seed: int | None = None,
 ) -> Summary:
     from authorizer import handler, keystore
 
@@ -60,14 +68,17 @@ def simulate(
     handler.reset()
     rng = random.Random(seed)
     dynamodb = aws.client("dynamodb", settings.region)
-    population = _create_users(dynamodb, settings.api_keys_table, users, keystore)
-    weights = [10.0 if i < HOT_USERS else 1.0 for i in range(len(population))]
+    created = _create_users(dynamodb, settings.api_keys_table, users, keystore)
+    secrets = [user.secret for user in created] + list(keys)
+    if not secrets:
+        raise ValueError("nothing to simulate: give --users above 0 or at least one --key")
+    weights = [10.0 if i < HOT_USERS else 1.0 for i in range(len(secrets))]
     summary = Summary()
     started = time.monotonic()
     try:
         for n in range(int(rate * duration)):
             _pace(started, n / rate)
-            request = _request(rng, population, weights)
+            request = _request(rng, secrets, weights)
             summary.outcomes[_outcome(handler, request)] += 1
     except KeyboardInterrupt:
         pass  # stopping early is normal: report what was sent
@@ -77,7 +88,7 @@ def simulate(
         stats = handler.producer_stats()
         summary.sent, summary.failed, summary.dropped = stats.sent, stats.failed, stats.dropped
         summary.seconds = time.monotonic() - started
-        for user in population:
+        for user in created:
             keystore.revoke_key(dynamodb, settings.api_keys_table, user.key_id)
     return summary
 
@@ -92,7 +103,7 @@ def _create_users(dynamodb: Any, table: str, count: int, keystore: Any) -> list[
     return population
 
 
-def _request(rng: random.Random, population: list[SimUser], weights: list[float]) -> dict[str, Any]:
+def _request(rng: random.Random, secrets: list[str], weights: list[float]) -> dict[str, Any]:
     method, resource, path = rng.choice(ROUTES)
     headers = {"user-agent": "metering-simulate/1.0"}
     roll = rng.random()
@@ -103,7 +114,7 @@ def _request(rng: random.Random, population: list[SimUser], weights: list[float]
     elif roll < BAD_KEY_SHARE:
         headers["x-api-key"] = generate_key()[1]  # well-formed, never stored: unknown
     else:
-        headers["x-api-key"] = rng.choices(population, weights)[0].secret
+        headers["x-api-key"] = rng.choices(secrets, weights)[0]
     return {
         "type": "REQUEST",
         "methodArn": f"arn:aws:execute-api:us-east-1:123456789012:simapi/prod/{method}{resource}",

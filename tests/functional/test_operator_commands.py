@@ -77,6 +77,22 @@ def test_simulate_emits_contract_events_the_consumer_accepts(aws: Settings) -> N
     assert all(e.user_email for e in events if e.event_type.value == "API_CALL")
 
 
+def test_simulate_sends_with_keys_made_by_metering_keys(
+    aws: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A secret printed by `metering keys create` drives `metering simulate --key` and is kept active."""
+    assert _run("provision") == 0
+    assert _run("keys", "create", "--email", "ops@example.com", "--plan", "pro") == 0
+    printed = capsys.readouterr().out.splitlines()
+    secret = next(line.split()[1] for line in printed if line.startswith("secret:"))
+    assert _run("simulate", "--rate", "200", "--duration", "0.5", "--users", "0", "--key", secret) == 0
+    events = [decode_event(data, datetime.now(UTC)) for data in _stream_records(aws.stream_name)]
+    assert {e.user_email for e in events if e.event_type.value == "API_CALL"} == {"ops@example.com"}
+    assert _run("keys", "list") == 0
+    assert "active" in capsys.readouterr().out
+    assert _run("simulate", "--users", "0", "--duration", "0.1") == 2
+
+
 def test_usage_shows_global_and_per_user_minutes(aws: Settings) -> None:
     """`metering usage` reads back what a flush wrote: global minutes and the top users."""
     assert _run("provision") == 0
