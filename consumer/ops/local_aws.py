@@ -39,9 +39,16 @@ def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        loop.set_exception_handler(_ignore_cancelled_connections)
         await hypercorn_serve(app, config, shutdown_trigger=stop.wait, mode="wsgi")
 
     asyncio.run(main())
+
+
+def _ignore_cancelled_connections(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+    # CPython 3.11.7 logs a traceback for every connection still open at shutdown (gh-113538).
+    if not isinstance(context.get("exception"), asyncio.CancelledError):
+        loop.default_exception_handler(context)
 
 
 def wait_until_listening(port: int, timeout: float = 30.0, host: str = "127.0.0.1") -> None:
