@@ -10,21 +10,16 @@ the daemon it starts (see `consumer.ops.replay`); the live consumer leaves them 
 
 from __future__ import annotations
 
-import re
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
 
+from authorizer.env import Reader, between, environment_name, resource_name
 from consumer.errors import ConfigError
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
-_ENVIRONMENT = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,29 +60,30 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        environment = _read(env, "ENVIRONMENT", "local", _environment)
+        read = Reader(env, ConfigError)
+        environment = read("ENVIRONMENT", "local", environment_name)
         return cls(
             environment=environment,
-            region=_read(env, "AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1"), _name),
-            stream_name=_read(env, "USAGE_STREAM_NAME", f"complical-usage-stream-{environment}", _name),
-            analytics_table=_read(
-                env, "ANALYTICS_TABLE_NAME", f"complical-usage-analytics-{environment}", _name
+            region=read("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1"), resource_name),
+            stream_name=read("USAGE_STREAM_NAME", f"complical-usage-stream-{environment}", resource_name),
+            analytics_table=read(
+                "ANALYTICS_TABLE_NAME", f"complical-usage-analytics-{environment}", resource_name
             ),
-            api_keys_table=_read(env, "API_KEYS_TABLE_NAME", f"complical-api-keys-{environment}", _name),
-            rate_limit_table=_read(
-                env, "RATE_LIMIT_TABLE_NAME", f"complical-rate-limits-{environment}", _name
+            api_keys_table=read("API_KEYS_TABLE_NAME", f"complical-api-keys-{environment}", resource_name),
+            rate_limit_table=read(
+                "RATE_LIMIT_TABLE_NAME", f"complical-rate-limits-{environment}", resource_name
             ),
-            dlq_name=_read(env, "DLQ_NAME", f"complical-usage-dlq-{environment}", _name),
-            application_name=_read(
-                env, "KCL_APPLICATION_NAME", f"complical-usage-consumer-{environment}", _name
+            dlq_name=read("DLQ_NAME", f"complical-usage-dlq-{environment}", resource_name),
+            application_name=read(
+                "KCL_APPLICATION_NAME", f"complical-usage-consumer-{environment}", resource_name
             ),
             # Stable across restarts of one task: the KCL then finds its own leases at once.
-            worker_id=_read(env, "KCL_WORKER_ID", socket.gethostname(), _name),
-            flush_interval_seconds=_read(env, "FLUSH_INTERVAL_SECONDS", "5", _seconds(0.2, 60)),
-            shutdown_grace_seconds=_read(env, "SHUTDOWN_GRACE_SECONDS", "25", _seconds(5, 110)),
-            write_retry_seconds=_read(env, "WRITE_RETRY_SECONDS", "60", _seconds(1, 600)),
-            log_level=_read(env, "LOG_LEVEL", "INFO", _log_level),
-            metrics_port=_read(env, "METRICS_PORT", "9400", _port),
+            worker_id=read("KCL_WORKER_ID", socket.gethostname(), resource_name),
+            flush_interval_seconds=read("FLUSH_INTERVAL_SECONDS", "5", between(0.2, 60, " seconds")),
+            shutdown_grace_seconds=read("SHUTDOWN_GRACE_SECONDS", "25", between(5, 110, " seconds")),
+            write_retry_seconds=read("WRITE_RETRY_SECONDS", "60", between(1, 600, " seconds")),
+            log_level=read("LOG_LEVEL", "INFO", _log_level),
+            metrics_port=read("METRICS_PORT", "9400", _port),
             counting_window=_counting_window(env),
             progress_dir=Path(env["REPLAY_PROGRESS_DIR"]) if env.get("REPLAY_PROGRESS_DIR") else None,
         )
@@ -110,36 +106,6 @@ def _instant(raw: str) -> datetime:
     if at.tzinfo is None:
         raise ValueError(f"{raw!r} has no time zone")
     return at
-
-
-def _read(env: Mapping[str, str], variable: str, default: str, parse: Callable[[str], T]) -> T:
-    raw = env.get(variable, "").strip() or default
-    try:
-        return parse(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{variable}={raw!r} is invalid: {exc}") from exc
-
-
-def _environment(raw: str) -> str:
-    if not _ENVIRONMENT.match(raw):
-        raise ValueError("use lowercase letters, digits and '-', at most 32 characters")
-    return raw
-
-
-def _name(raw: str) -> str:
-    if not _NAME.match(raw):
-        raise ValueError("use letters, digits, '_', '.', '-', at most 128 characters")
-    return raw
-
-
-def _seconds(low: float, high: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        value = float(raw)
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high} seconds")
-        return value
-
-    return parse
 
 
 def _port(raw: str) -> int:

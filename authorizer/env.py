@@ -1,0 +1,63 @@
+"""Settings from environment variables, read the same way by the authorizer and the consumer.
+
+Standard library only: it ships in the Lambda zip. A parser raises `ValueError`; the reader turns
+that into the caller's configuration error naming the variable, so start-up stops with a clear message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+T = TypeVar("T")
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_ENVIRONMENT = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+class Reader:
+    """Reads variables from one environment; an unset or blank variable takes its default."""
+
+    def __init__(self, env: Mapping[str, str], error: type[Exception]) -> None:
+        self._env = env
+        self._error = error
+
+    def __call__(self, variable: str, default: str, parse: Callable[[str], T]) -> T:
+        raw = self._env.get(variable, "").strip() or default
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            raise self._error(f"{variable}={raw!r} is invalid: {exc}") from exc
+
+
+def environment_name(raw: str) -> str:
+    if not _ENVIRONMENT.match(raw):
+        raise ValueError("use lowercase letters, digits and '-', at most 32 characters")
+    return raw
+
+
+def resource_name(raw: str) -> str:
+    if not _NAME.match(raw):
+        raise ValueError("use letters, digits, '_', '.', '-', at most 128 characters")
+    return raw
+
+
+def boolean(raw: str) -> bool:
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise ValueError("use true or false")
+
+
+def between(low: float, high: float, unit: str = "") -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}{unit}")
+        return value
+
+    return parse
