@@ -26,15 +26,12 @@ def provision(settings: Settings, report: Callable[[str], None] = print) -> None
 
 
 def _stream(kinesis: Any, name: str, report: Callable[[str], None]) -> None:
-    try:
-        kinesis.create_stream(
+    created = _create_unless_exists(
+        lambda: kinesis.create_stream(
             StreamName=name, ShardCount=STREAM_SHARDS, StreamModeDetails={"StreamMode": "PROVISIONED"}
         )
-        report(f"stream {name}: created ({STREAM_SHARDS} shards)")
-    except ClientError as exc:
-        if _code(exc) != "ResourceInUseException":
-            raise
-        report(f"stream {name}: exists")
+    )
+    report(f"stream {name}: " + (f"created ({STREAM_SHARDS} shards)" if created else "exists"))
     kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
     summary = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
     if summary["RetentionPeriodHours"] < STREAM_RETENTION_HOURS:
@@ -47,13 +44,8 @@ def _table(
     dynamodb: Any, spec: dict[str, Any], ttl_attribute: str | None, report: Callable[[str], None]
 ) -> None:
     name = spec["TableName"]
-    try:
-        dynamodb.create_table(**spec)
-        report(f"table {name}: created")
-    except ClientError as exc:
-        if _code(exc) != "ResourceInUseException":
-            raise
-        report(f"table {name}: exists")
+    created = _create_unless_exists(lambda: dynamodb.create_table(**spec))
+    report(f"table {name}: " + ("created" if created else "exists"))
     dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
     if ttl_attribute is None:
         return
@@ -81,5 +73,12 @@ def _authorizer_tables(settings: Settings) -> list[tuple[dict[str, Any], str | N
     return [(spec, ttl.get(spec["TableName"])) for spec in specs]
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
+def _create_unless_exists(create: Callable[[], object]) -> bool:
+    """Run a create call; False when the resource already exists (Kinesis and DynamoDB say so alike)."""
+    try:
+        create()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
+            raise
+        return False
+    return True

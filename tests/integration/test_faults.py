@@ -42,6 +42,16 @@ def report(scenario: str, stack: Stack, events: list[dict[str, Any]]) -> None:
     print(f"\n[{scenario}] events={len(events)} counted twice={duplicates} lost={lost}")
 
 
+def restart_until_exact(stack: Stack, events: list[dict[str, Any]], scenario: str) -> None:
+    """Start a fresh consumer after a fault, wait for exact counts, report, stop it."""
+    restarted = stack.start_consumer("restarted")
+    try:
+        wait_exact(stack, events, restarted, timeout=180)
+        report(scenario, stack, events)
+    finally:
+        restarted.stop()
+
+
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -70,12 +80,7 @@ def test_kill_9_of_the_whole_consumer_mid_flush(stack: Stack) -> None:
     # The crash left a flush recorded but not checkpointed: a half-applied range.
     intents, checkpoints = stack.intents(), stack.checkpoints()
     assert any(_position(end) != checkpoints.get(shard) for shard, end in intents.items())
-    restarted = stack.start_consumer("restarted")
-    try:
-        wait_exact(stack, events, restarted, timeout=180)
-        report("kill -9 mid-flush", stack, events)
-    finally:
-        restarted.stop()
+    restart_until_exact(stack, events, "kill -9 mid-flush")
 
 
 def test_record_processor_child_killed_mid_batch(stack: Stack) -> None:
@@ -85,12 +90,7 @@ def test_record_processor_child_killed_mid_batch(stack: Stack) -> None:
     crashing = stack.start_consumer(METERING_FAULT="record-added@700:kill-self")
     code = crashing.process.wait(120)
     assert code != 0, "a dead child must take the consumer down so it is restarted"
-    restarted = stack.start_consumer("restarted")
-    try:
-        wait_exact(stack, events, restarted, timeout=180)
-        report("child killed mid-batch", stack, events)
-    finally:
-        restarted.stop()
+    restart_until_exact(stack, events, "child killed mid-batch")
 
 
 def test_sigterm_flushes_and_checkpoints_within_the_grace_period(stack: Stack) -> None:
@@ -110,12 +110,7 @@ def test_sigterm_flushes_and_checkpoints_within_the_grace_period(stack: Stack) -
     intents, checkpoints = stack.intents(), stack.checkpoints()
     assert all(_position(end) == checkpoints[shard] for shard, end in intents.items())
     producer.join()
-    restarted = stack.start_consumer("restarted")
-    try:
-        wait_exact(stack, events, restarted, timeout=180)
-        report("SIGTERM during traffic", stack, events)
-    finally:
-        restarted.stop()
+    restart_until_exact(stack, events, "SIGTERM during traffic")
 
 
 def test_two_workers_share_shards_and_survive_losing_one(stack: Stack) -> None:

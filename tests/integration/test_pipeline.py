@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.factories import event
 from tests.integration.conftest import Consumer, Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -36,24 +36,7 @@ def make_events(count: int, seed: int) -> list[dict[str, Any]]:
         at = boundary + timedelta(milliseconds=rng.randint(-180_000, 179_999))
         email = None if rng.random() < 0.1 else rng.choices(USERS, weights=[8, 4, 2, 1, 1, 1, 1])[0]
         kind = rng.choices(list(FIELD), weights=[85, 10, 5])[0]
-        events.append(
-            {
-                "version": 1,
-                "eventId": str(uuid.uuid4()),
-                "eventType": kind,
-                "timestamp": at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                "environment": "it",
-                "userEmail": email,
-                "apiKeyId": "key_1" if email else None,
-                "httpMethod": "GET",
-                "resourcePath": "/items/{id}",
-                "path": "/items/1",
-                "sourceIp": f"192.0.2.{rng.randint(1, 5)}",
-                "userAgent": "it",
-                "requestId": str(uuid.uuid4()),
-                "reason": None,
-            }
-        )
+        events.append(event(kind, at=at, email=email, ip=f"192.0.2.{rng.randint(1, 5)}"))
     return events
 
 
