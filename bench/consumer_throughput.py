@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.consumer_throughput [--events 60000]
 
 Prints records per second for each stage, measured in one run (ratios are what to compare on a
-noisy machine), and the peak memory of the aggregation.
+noisy machine), and the peak memory of the aggregation. The processor's metrics run in
+prometheus-client's multiprocess (mmap) mode, as in production.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import argparse
 import base64
 import io
 import json
+import os
 import random
+import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -23,6 +27,7 @@ import structlog
 
 from consumer.core.aggregate import Aggregate
 from consumer.core.events import decode_event
+from consumer.metrics import MULTIPROC_ENV
 from consumer.processor import LoggedDeadLetters, UsageRecordProcessor
 from consumer.sinks.memory import MemorySink
 from tests.factories import event
@@ -83,6 +88,9 @@ def through_kclprocess(data: list[bytes], batch: int = 1000) -> None:
 
 
 def main() -> None:
+    if MULTIPROC_ENV not in os.environ:  # metrics as `metering consume` runs them; chosen at import
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="metering-bench-")
+        os.execv(sys.executable, [sys.executable, "-m", "bench.consumer_throughput", *sys.argv[1:]])  # noqa: S606
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=60_000)
     count = parser.parse_args().events

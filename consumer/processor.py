@@ -14,6 +14,7 @@ durably counted and checkpointed up to the stream's tip (millisBehindLatest == 0
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from amazon_kclpy.checkpoint_error import CheckpointError
 from amazon_kclpy.v3.processor import RecordProcessorBase
 from prometheus_client import CollectorRegistry
 
-from consumer.core.events import InvalidEvent, UsageEvent, decode_event, utc_now
+from consumer.core.events import EventType, InvalidEvent, UsageEvent, decode_event, utc_now
 from consumer.core.flush import Batch, Position, ShardAccumulator
 from consumer.faults import FaultPoints
 from consumer.metrics import ProcessorMetrics
@@ -129,9 +130,15 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
             now = self._now()
             self._metrics.records.labels(self._shard_id).inc(len(process_records_input.records))
             self._metrics.millis_behind.labels(self._shard_id).set(process_records_input.millis_behind_latest)
+            counted: Counter[EventType] = Counter()  # metrics once per batch: they are IPC-backed
             for record in process_records_input.records:
-                accumulator.add(_position(record), self._decode(record, now))
+                event = self._countable(record, now)
+                if event is not None:
+                    counted[event.event_type] += 1
+                accumulator.add(_position(record), event)
                 self._faults.hit("record-added")
+            for event_type, count in counted.items():
+                self._metrics.events.labels(event_type.value).inc(count)
             at_tip = (
                 self._progress is not None
                 and not self._reported_tip
@@ -165,7 +172,8 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
             self._flush_all(shutdown_requested_input.checkpointer)
             self._log.info("shutdown_flushed")
 
-    def _decode(self, record: Any, now: datetime) -> UsageEvent | None:
+    def _countable(self, record: Any, now: datetime) -> UsageEvent | None:
+        """The record's event if it is valid and counted here; bad records go to the dead letters."""
         # "Too far in the future" is judged against the record's arrival in the stream, not our
         # clock, so that a replay days later makes exactly the same decision as the live run.
         arrived = record.timestamp_millis
@@ -176,7 +184,6 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
             self._metrics.rejected.labels(error.reason.value).inc()
             self._dead_letters.send(self._shard_id, record, error)
             return None
-        self._metrics.events.labels(event.event_type.value).inc()
         return event if self._counts is None or self._counts(event) else None
 
     def _flush_all(self, checkpointer: Checkpointer) -> None:
