@@ -31,8 +31,9 @@ def get_authorizer() -> Authorizer:
 
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
-    decision, response = get_authorizer().authorize(event)
-    if parse_request(event).api_format is ApiFormat.HTTP_V2:
+    request = parse_request(event)
+    decision, response = get_authorizer().authorize(request)
+    if request.api_format is ApiFormat.HTTP_V2:
         return response
     if decision.outcome is Outcome.AUTH_FAILED:
         raise Unauthorized()

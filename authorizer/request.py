@@ -13,6 +13,7 @@ from typing import Any
 
 MAX_KEY_CHARS = 256  # longer than any key of ours; bounds the work done on hostile input
 MAX_FIELD_CHARS = 300  # keeps every event far below the consumer's 16 KiB record limit
+MAX_ARN_CHARS = 2048
 _MAX_SCANNED_CHARS = 16 * 1024
 # a key pasted into a path or a user agent must not reach the events either
 _KEY_LIKE = re.compile(r"ck_[a-z0-9]{12}_[A-Za-z0-9_-]{4,}", re.ASCII)
@@ -58,7 +59,7 @@ def parse_request(event: object) -> Request:
         api_format=ApiFormat.REST,
         presented_key=presented,
         key_problem=problem,
-        method_arn=_text(data.get("methodArn")),
+        method_arn=_arn(data.get("methodArn")),
         http_method=_text(data.get("httpMethod")) or _text(context.get("httpMethod")),
         resource_path=_text(data.get("resource")) or _text(context.get("resourcePath")),
         path=_text(data.get("path")),
@@ -81,7 +82,7 @@ def _http_v2(
         api_format=ApiFormat.HTTP_V2,
         presented_key=presented,
         key_problem=problem,
-        method_arn=_text(data.get("routeArn")),
+        method_arn=_arn(data.get("routeArn")),
         http_method=_text(http.get("method")),
         # routeKey reads "GET /items/{id}"; the template is the part after the method
         resource_path=route_key.partition(" ")[2] or route_key if route_key else None,
@@ -132,6 +133,16 @@ def _headers(data: dict[str, Any]) -> dict[str, Any]:
 
 def _mapping(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _arn(value: object) -> str | None:
+    """The method or route ARN exactly as sent: the policy must name it, so it is never cut or redacted.
+
+    It goes into the policy API Gateway evaluates, never into events or logs.
+    """
+    if isinstance(value, str) and 0 < len(value) <= MAX_ARN_CHARS and value.isascii() and value.isprintable():
+        return value
+    return None
 
 
 def _text(value: object) -> str | None:

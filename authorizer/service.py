@@ -54,10 +54,9 @@ class Authorizer:
 
     def handle(self, event: object) -> dict[str, Any]:
         """Answer one authorizer event; never raises, whatever the event holds."""
-        return self.authorize(event)[1]
+        return self.authorize(parse_request(event))[1]
 
-    def authorize(self, event: object) -> tuple[Decision, dict[str, Any]]:
-        request = parse_request(event)
+    def authorize(self, request: Request) -> tuple[Decision, dict[str, Any]]:
         decision = self.decide(request)
         self.producer.emit(build_event(decision, request, self.settings.environment, self._clock()))
         if self.settings.flush_on_return_ms:

@@ -16,6 +16,17 @@ def test_rest_event_fields() -> None:
     assert (request.source_ip, request.user_agent, request.request_id) == ("203.0.113.9", "curl/8.5", "req-1")
 
 
+def test_method_arn_is_kept_exactly_for_the_policy() -> None:
+    """A long ARN, or one whose path holds something key-like, is neither cut nor redacted: the
+    policy must name the very method API Gateway asked about, or a valid caller gets a 403."""
+    long_arn = METHOD_ARN + "/" + "a" * 400
+    keyed_arn = METHOD_ARN.replace("/items/42", "/share/ck_abcdefabcdef_xyzw")
+    for arn in (long_arn, keyed_arn):
+        assert parse_request(rest_event({"x-api-key": "ck_a"}, methodArn=arn)).method_arn == arn
+        assert parse_request({**http_v2_event({"x-api-key": "ck_a"}), "routeArn": arn}).method_arn == arn
+    assert parse_request(rest_event({"x-api-key": "ck_a"}, methodArn="arn\n\x00")).method_arn is None
+
+
 def test_http_v2_event_fields() -> None:
     """An HTTP API v2 event yields the route template from the route key."""
     request = parse_request(http_v2_event({"x-api-key": "ck_abc"}))
