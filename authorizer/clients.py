@@ -18,10 +18,9 @@ if TYPE_CHECKING:
 DYNAMODB_CONFIG = Config(
     connect_timeout=0.25, read_timeout=0.5, retries={"mode": "standard", "total_max_attempts": 2}
 )
-# Kinesis is fire and forget: one attempt, short timeouts, so a dead endpoint only costs the sender.
-KINESIS_CONFIG = Config(
-    connect_timeout=0.1, read_timeout=0.3, retries={"mode": "standard", "total_max_attempts": 1}
-)
+# Kinesis is fire and forget: one attempt, and the short timeouts of the settings
+# (KINESIS_CONNECT_TIMEOUT_SECONDS, KINESIS_READ_TIMEOUT_SECONDS), so a dead endpoint only costs the sender.
+KINESIS_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1})
 
 
 def dynamodb_client(endpoint_url: str | None = None) -> DynamoDBClient:
@@ -29,7 +28,7 @@ def dynamodb_client(endpoint_url: str | None = None) -> DynamoDBClient:
 
 
 def kinesis_client(
-    endpoint_url: str | None = None, connect_timeout: float = 0.1, read_timeout: float = 0.3
+    *, connect_timeout: float, read_timeout: float, endpoint_url: str | None = None
 ) -> KinesisClient:
-    config = KINESIS_CONFIG.merge(Config(connect_timeout=connect_timeout, read_timeout=read_timeout))
+    config = KINESIS_RETRIES.merge(Config(connect_timeout=connect_timeout, read_timeout=read_timeout))
     return boto3.client("kinesis", config=config, endpoint_url=endpoint_url)

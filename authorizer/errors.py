@@ -1,5 +1,17 @@
 """Errors of the authorizer package; AWS error codes are translated into these where the call is made."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
+
+
+def aws_error_code(exc: ClientError) -> str:
+    """The AWS error code of a failed call (`ConditionalCheckFailedException`, ...), or ""."""
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
 
 class AuthorizerError(Exception):
     """Base class of every error this package raises on purpose."""

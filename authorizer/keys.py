@@ -19,8 +19,9 @@ from dataclasses import dataclass
 PREFIX = "ck_"
 KEY_LENGTH = 67
 _ID_ALPHABET = string.ascii_lowercase + string.digits
-_ID_LENGTH = 12
-_KEY = re.compile(r"ck_([a-z0-9]{12})_[A-Za-z0-9_-]{43}([0-9a-f]{8})", re.ASCII)
+ID_LENGTH = 12
+KEY_ID_PATTERN = f"[a-z0-9]{{{ID_LENGTH}}}"
+_KEY = re.compile(rf"{PREFIX}({KEY_ID_PATTERN})_[A-Za-z0-9_-]{{43}}([0-9a-f]{{8}})", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +35,7 @@ class ParsedKey:
 
 def generate_key() -> tuple[str, str]:
     """Return a new `(key_id, secret)`; the secret is the whole key the user sends."""
-    key_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_LENGTH))
+    key_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(ID_LENGTH))
     body = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
     return key_id, body + _checksum(body)
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from authorizer.errors import KeyNotFound, KeyStoreUnavailable
+from authorizer.errors import KeyNotFound, KeyStoreUnavailable, aws_error_code
 from authorizer.events import rfc3339_millis
 from authorizer.keys import generate_key, hash_key
 from authorizer.plans import get_plan
@@ -88,9 +88,9 @@ def revoke_key(client: DynamoDBClient, table: str, key_id: str) -> None:
             ExpressionAttributeValues={":revoked": {"S": REVOKED}},
         )
     except ClientError as exc:
-        if _code(exc) == "ConditionalCheckFailedException":
+        if aws_error_code(exc) == "ConditionalCheckFailedException":
             raise KeyNotFound(key_id) from exc
-        raise KeyStoreUnavailable(f"{table}: {_code(exc)}") from exc
+        raise KeyStoreUnavailable(f"{table}: {aws_error_code(exc)}") from exc
     except BotoCoreError as exc:
         raise KeyStoreUnavailable(f"{table}: {exc}") from exc
 
@@ -116,8 +116,8 @@ def touch_last_used(client: DynamoDBClient, table: str, key_id: str, now: float)
             },
         )
     except ClientError as exc:
-        if _code(exc) != "ConditionalCheckFailedException":
-            raise KeyStoreUnavailable(f"{table}: {_code(exc)}") from exc
+        if aws_error_code(exc) != "ConditionalCheckFailedException":
+            raise KeyStoreUnavailable(f"{table}: {aws_error_code(exc)}") from exc
     except BotoCoreError as exc:
         raise KeyStoreUnavailable(f"{table}: {exc}") from exc
 
@@ -127,7 +127,7 @@ def _translated(table: str) -> Iterator[None]:
     try:
         yield
     except ClientError as exc:
-        raise KeyStoreUnavailable(f"{table}: {_code(exc)}") from exc
+        raise KeyStoreUnavailable(f"{table}: {aws_error_code(exc)}") from exc
     except BotoCoreError as exc:
         raise KeyStoreUnavailable(f"{table}: {exc}") from exc
 
@@ -152,7 +152,3 @@ def _record(item: dict[str, Any]) -> KeyRecord:
 def _check_email(email: str) -> None:
     if not _EMAIL.fullmatch(email):
         raise ValueError(f"not an email address: {email!r}")
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", "Unknown"))

@@ -21,8 +21,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
+from authorizer.errors import aws_error_code
 from authorizer.events import encode_event, partition_key
 
 if TYPE_CHECKING:
@@ -137,10 +138,12 @@ class KinesisProducer:
     def _run(self) -> None:
         while True:
             batch, stop = self._next_batch()
-            if batch:
-                self._send(batch)
-            for _ in range(len(batch) + stop):
-                self._queue.task_done()
+            try:
+                if batch:
+                    self._send(batch)
+            finally:  # whatever happened, these are done: `flush` must not wait on them
+                for _ in range(len(batch) + stop):
+                    self._queue.task_done()
             if stop:
                 return
 
@@ -175,7 +178,7 @@ class KinesisProducer:
         ]
         try:
             response = self._client.put_records(StreamName=self._stream_name, Records=records)
-        except (ClientError, BotoCoreError) as exc:
+        except Exception as exc:  # any failure costs this batch, never the sender thread
             self._failed += len(batch)
             logger.warning("usage events not sent: records=%d error=%s", len(batch), _describe(exc))
             return
@@ -188,5 +191,5 @@ class KinesisProducer:
 
 def _describe(exc: Exception) -> str:
     if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "ClientError"))
+        return aws_error_code(exc) or "ClientError"
     return type(exc).__name__

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from authorizer.decision import Reason
-from authorizer.errors import RateLimitUnavailable
+from authorizer.errors import RateLimitUnavailable, aws_error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -86,7 +86,7 @@ class RateLimiter:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if aws_error_code(exc) != "ConditionalCheckFailedException":
                 raise RateLimitUnavailable(f"{self._table}: {exc}") from exc
             return _which_limit(exc, limits)
         except BotoCoreError as exc:

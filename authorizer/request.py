@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from authorizer.keys import KEY_ID_PATTERN, PREFIX
+
 MAX_KEY_CHARS = 256  # longer than any key of ours; bounds the work done on hostile input
 MAX_FIELD_CHARS = 300  # keeps every event far below the consumer's 16 KiB record limit
 MAX_ARN_CHARS = 2048
 _MAX_SCANNED_CHARS = 16 * 1024
 # a key pasted into a path or a user agent must not reach the events either
-_KEY_LIKE = re.compile(r"ck_[a-z0-9]{12}_[A-Za-z0-9_-]{4,}", re.ASCII)
+_KEY_LIKE = re.compile(rf"{PREFIX}{KEY_ID_PATTERN}_[A-Za-z0-9_-]{{4,}}", re.ASCII)
 REDACTED = "[REDACTED]"
 
 

@@ -10,6 +10,9 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from authorizer.errors import aws_error_code
 
 # Standard mode: exponential backoff with jitter, retries throttling and transient errors.
 _CONFIG = Config(
@@ -22,6 +25,33 @@ _CONFIG = Config(
 
 def client(service: str, region: str) -> Any:
     return boto3.session.Session().client(service, region_name=region, config=_CONFIG)  # type: ignore[call-overload]
+
+
+def create_table(dynamodb: Any, spec: dict[str, Any]) -> bool:
+    """Create a table unless it exists, then wait until it is usable; True if this call created it."""
+    try:
+        dynamodb.create_table(**spec)
+        created = True
+    except ClientError as exc:
+        if aws_error_code(exc) != "ResourceInUseException":
+            raise
+        created = False
+    dynamodb.get_waiter("table_exists").wait(
+        TableName=spec["TableName"], WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+    )
+    return created
+
+
+def holds_items(dynamodb: Any, table: str) -> bool:
+    return bool(dynamodb.scan(TableName=table, Limit=1, Select="COUNT")["Count"])
+
+
+def open_shards(kinesis: Any, stream: str) -> list[dict[str, Any]]:
+    """The stream's shards still open (no ending sequence number): those a reader starts from."""
+    shards: list[dict[str, Any]] = []
+    for page in kinesis.get_paginator("list_shards").paginate(StreamName=stream):
+        shards.extend(page["Shards"])
+    return [s for s in shards if "EndingSequenceNumber" not in s["SequenceNumberRange"]]
 
 
 def endpoint_of(service: str, region: str) -> str:

@@ -21,6 +21,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from authorizer.errors import aws_error_code
+from consumer import aws
+
 INITIAL_POSITIONS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
 
 
@@ -72,33 +75,15 @@ def bootstrap(
     if initial_position not in INITIAL_POSITIONS:
         raise ValueError(f"initial position {initial_position!r} is not one of {INITIAL_POSITIONS}")
     for spec in kcl_table_specs(application_name):
-        _create_table(dynamodb, spec)
-    if dynamodb.scan(TableName=application_name, Limit=1, Select="COUNT")["Count"]:
+        aws.create_table(dynamodb, spec)
+    if aws.holds_items(dynamodb, application_name):
         return 0
-    shards = _open_shards(kinesis, stream_name)
+    shards = aws.open_shards(kinesis, stream_name)
     if any(shard.get("ParentShardId") for shard in shards):
         return 0  # a resharded stream: parents go before children, which only the KCL tracks
     return sum(
         _create_lease(dynamodb, application_name, shard, worker_id, initial_position) for shard in shards
     )
-
-
-def _create_table(dynamodb: Any, spec: dict[str, Any]) -> None:
-    try:
-        dynamodb.create_table(**spec)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
-            raise
-    dynamodb.get_waiter("table_exists").wait(
-        TableName=spec["TableName"], WaiterConfig={"Delay": 1, "MaxAttempts": 120}
-    )
-
-
-def _open_shards(kinesis: Any, stream_name: str) -> list[dict[str, Any]]:
-    shards: list[dict[str, Any]] = []
-    for page in kinesis.get_paginator("list_shards").paginate(StreamName=stream_name):
-        shards.extend(page["Shards"])
-    return [s for s in shards if "EndingSequenceNumber" not in s["SequenceNumberRange"]]
 
 
 def _create_lease(
@@ -117,7 +102,7 @@ def _create_lease(
     try:
         dynamodb.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(leaseKey)")
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+        if aws_error_code(exc) == "ConditionalCheckFailedException":
             return 0
         raise
     return 1

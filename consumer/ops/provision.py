@@ -7,6 +7,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from authorizer.errors import aws_error_code
 from consumer import aws
 from consumer.settings import Settings
 from consumer.sinks.dynamodb import TTL_ATTRIBUTE, analytics_table_spec
@@ -26,12 +27,15 @@ def provision(settings: Settings, report: Callable[[str], None] = print) -> None
 
 
 def _stream(kinesis: Any, name: str, report: Callable[[str], None]) -> None:
-    created = _create_unless_exists(
-        lambda: kinesis.create_stream(
+    try:
+        kinesis.create_stream(
             StreamName=name, ShardCount=STREAM_SHARDS, StreamModeDetails={"StreamMode": "PROVISIONED"}
         )
-    )
-    report(f"stream {name}: " + (f"created ({STREAM_SHARDS} shards)" if created else "exists"))
+        report(f"stream {name}: created ({STREAM_SHARDS} shards)")
+    except ClientError as exc:
+        if aws_error_code(exc) != "ResourceInUseException":
+            raise
+        report(f"stream {name}: exists")
     kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
     summary = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
     if summary["RetentionPeriodHours"] < STREAM_RETENTION_HOURS:
@@ -44,9 +48,7 @@ def _table(
     dynamodb: Any, spec: dict[str, Any], ttl_attribute: str | None, report: Callable[[str], None]
 ) -> None:
     name = spec["TableName"]
-    created = _create_unless_exists(lambda: dynamodb.create_table(**spec))
-    report(f"table {name}: " + ("created" if created else "exists"))
-    dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    report(f"table {name}: " + ("created" if aws.create_table(dynamodb, spec) else "exists"))
     if ttl_attribute is None:
         return
     ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
@@ -71,14 +73,3 @@ def _authorizer_tables(settings: Settings) -> list[tuple[dict[str, Any], str | N
         for spec in tables.ttl_specs(settings.api_keys_table, settings.rate_limit_table)
     }
     return [(spec, ttl.get(spec["TableName"])) for spec in specs]
-
-
-def _create_unless_exists(create: Callable[[], object]) -> bool:
-    """Run a create call; False when the resource already exists (Kinesis and DynamoDB say so alike)."""
-    try:
-        create()
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
-            raise
-        return False
-    return True

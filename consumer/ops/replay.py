@@ -41,6 +41,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from authorizer.errors import aws_error_code
 from consumer import aws, daemon, leases
 from consumer.core.aggregate import rfc3339
 from consumer.core.events import MAX_CLOCK_SKEW, utc_now
@@ -240,7 +241,7 @@ def replay(
     if fresh:
         _start_over(dynamodb, plan, report)
     _prepare_table(dynamodb, plan)
-    open_shards = _open_shards(kinesis, settings.stream_name)
+    open_shards = sorted(shard["ShardId"] for shard in aws.open_shards(kinesis, settings.stream_name))
     report(
         f"replaying [{rfc3339(plan.window.start)}, {rfc3339(plan.window.end)}) into {into}: reading "
         f"{len(open_shards)} shards from {rfc3339(plan.read_from)} as {plan.application_name}"
@@ -307,7 +308,7 @@ def _meta_item(dynamodb: Any, table: str) -> dict[str, Any] | None:
             TableName=table, Key=META_KEY, ConsistentRead=True
         ).get("Item")
     except ClientError as exc:
-        if _code(exc) == "ResourceNotFoundException":
+        if aws_error_code(exc) == "ResourceNotFoundException":
             return None
         raise
     return item
@@ -315,17 +316,10 @@ def _meta_item(dynamodb: Any, table: str) -> dict[str, Any] | None:
 
 def _prepare_table(dynamodb: Any, plan: ReplayPlan) -> None:
     """Create the target if missing and claim it for this replay; refuse a table holding anything else."""
-    try:
-        dynamodb.create_table(**analytics_table_spec(plan.table))
-    except ClientError as exc:
-        if _code(exc) != "ResourceInUseException":
-            raise
-    dynamodb.get_waiter("table_exists").wait(
-        TableName=plan.table, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
-    )
+    aws.create_table(dynamodb, analytics_table_spec(plan.table))
     meta = _meta_item(dynamodb, plan.table)
     if meta is None:
-        if _holds_items(dynamodb, plan.table):
+        if aws.holds_items(dynamodb, plan.table):
             raise MeteringError(f"{plan.table} is not empty and holds no replay: refusing to write into it")
         item = META_KEY | {
             "from": {"S": rfc3339(plan.window.start)},
@@ -336,7 +330,7 @@ def _prepare_table(dynamodb: Any, plan: ReplayPlan) -> None:
         try:
             dynamodb.put_item(TableName=plan.table, Item=item, ConditionExpression="attribute_not_exists(pk)")
         except ClientError as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
+            if aws_error_code(exc) != "ConditionalCheckFailedException":
                 raise
         meta = _meta_item(dynamodb, plan.table) or {}
     if meta.get("application", {}).get("S") != plan.application_name:
@@ -352,7 +346,7 @@ def _start_over(dynamodb: Any, plan: ReplayPlan, report: Callable[[str], None]) 
     applications = {plan.application_name}
     if meta is not None:
         applications.add(meta["application"]["S"])
-    elif _table_exists(dynamodb, plan.table) and _holds_items(dynamodb, plan.table):
+    elif _table_exists(dynamodb, plan.table) and aws.holds_items(dynamodb, plan.table):
         raise MeteringError(f"{plan.table} is not empty and holds no replay: refusing to delete it")
     tables = [plan.table] + [
         spec["TableName"] for app in sorted(applications) for spec in leases.kcl_table_specs(app)
@@ -366,25 +360,14 @@ def _start_over(dynamodb: Any, plan: ReplayPlan, report: Callable[[str], None]) 
             report(f"deleted {table}")
 
 
-def _holds_items(dynamodb: Any, table: str) -> bool:
-    return bool(dynamodb.scan(TableName=table, Limit=1, Select="COUNT")["Count"])
-
-
 def _table_exists(dynamodb: Any, table: str) -> bool:
     try:
         dynamodb.describe_table(TableName=table)
     except ClientError as exc:
-        if _code(exc) == "ResourceNotFoundException":
+        if aws_error_code(exc) == "ResourceNotFoundException":
             return False
         raise
     return True
-
-
-def _open_shards(kinesis: Any, stream: str) -> list[str]:
-    shards: list[dict[str, Any]] = []
-    for page in kinesis.get_paginator("list_shards").paginate(StreamName=stream):
-        shards.extend(page["Shards"])
-    return sorted(s["ShardId"] for s in shards if "EndingSequenceNumber" not in s["SequenceNumberRange"])
 
 
 def _table_totals(dynamodb: Any, table: str) -> tuple[int, int]:
@@ -407,7 +390,3 @@ def _table_totals(dynamodb: Any, table: str) -> tuple[int, int]:
     ):
         items += page["Count"]
     return events, items
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from authorizer.errors import aws_error_code
 from consumer.core.aggregate import Counters, ItemKey, rfc3339
 from consumer.core.flush import Batch, FlushRange
 from consumer.errors import SinkUnavailable
@@ -147,7 +148,7 @@ class DynamoDBSink:
         try:
             self._client.update_item(TableName=self._table, **_counter_update(key, counters, flush_range))
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if aws_error_code(exc) == "ConditionalCheckFailedException":
                 return  # this shard already applied this range to this item: a replay
             raise
         self._faults.hit("item-written")

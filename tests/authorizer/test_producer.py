@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 
 from authorizer.clients import kinesis_client
 from authorizer.producer import KinesisProducer
+from authorizer.settings import Settings
 
 EVENT = {"userEmail": "ada@example.com", "sourceIp": "1.2.3.4", "eventType": "API_CALL"}
 
@@ -58,6 +59,18 @@ def test_failures_are_counted_not_raised(caplog: pytest.LogCaptureFixture) -> No
     assert producer.flush(5)
     assert (producer.stats().sent, producer.stats().failed) == (0, 1)
     assert "ProvisionedThroughputExceededException" in caplog.text
+
+
+def test_an_unexpected_error_neither_stops_the_sender_nor_blocks_flush() -> None:
+    """Any exception from the client (not only botocore's) costs its batch, nothing more."""
+    fake = FakeKinesis(error=RuntimeError("bug in a client plugin"))
+    producer = KinesisProducer(fake, "stream")  # type: ignore[arg-type]
+    producer.emit(EVENT)
+    assert producer.flush(5)
+    fake.error = None
+    producer.emit(EVENT)
+    assert producer.flush(5)
+    assert (producer.stats().sent, producer.stats().failed, producer.stats().pending) == (1, 1, 0)
 
 
 def test_partial_rejections_are_counted() -> None:
@@ -107,7 +120,13 @@ def closed_port() -> str:
 def test_dead_endpoint_costs_the_emitter_nothing(request: pytest.FixtureRequest, dead: str) -> None:
     """Against a black-holed or refused endpoint, emit stays instant and the sender gives up quickly."""
     endpoint = request.getfixturevalue("black_hole") if dead == "black_hole" else closed_port()
-    producer = KinesisProducer(kinesis_client(endpoint_url=endpoint), "stream")
+    defaults = Settings()
+    client = kinesis_client(
+        connect_timeout=defaults.kinesis_connect_timeout_seconds,
+        read_timeout=defaults.kinesis_read_timeout_seconds,
+        endpoint_url=endpoint,
+    )
+    producer = KinesisProducer(client, "stream")
     started = time.perf_counter()
     producer.emit(EVENT)
     assert time.perf_counter() - started < 0.05
