@@ -30,7 +30,7 @@ from consumer import aws
 from consumer.core.events import InvalidEvent, Reason, decode_event, utc_now
 from consumer.errors import MeteringError
 from consumer.settings import Settings
-from consumer.sinks.dead_letters import DeadLetter, Position, queue_url
+from consumer.sinks.dead_letters import DeadLetter, Position, pack_batches, queue_url
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 PEEK_VISIBILITY_SECONDS = 60
 REDRIVE_VISIBILITY_SECONDS = 300
 PUT_RECORDS_MAX = 500
+PUT_RECORDS_MAX_BYTES = 5 * 1024 * 1024  # data and partition keys of one PutRecords call
 _PUT_ATTEMPTS = 5
 
 
@@ -107,18 +108,26 @@ def receive_pass(
 ) -> Pass:
     """Receive the queue's messages once each (up to `limit` distinct records); none is deleted."""
     received = Pass()
-    seen: set[str] = set()
-    for message in _receive(sqs, url, visibility, wait_seconds):
-        if message.message_id in seen:  # its visibility ran out: the pass has gone round
-            break
-        seen.add(message.message_id)
-        received.add(message)
-        if limit is not None and len(received.records) + len(received.foreign) >= limit:
-            break
+    rest = _fill(received, _receive(sqs, url, visibility, wait_seconds), limit)
+    release(sqs, url, rest)  # received with the last batch but not part of the pass: visible again now
     return received
 
 
-def _receive(sqs: SQSClient, url: str, visibility: int, wait_seconds: int) -> Iterator[Message]:
+def _fill(received: Pass, batches: Iterator[list[Message]], limit: int | None) -> list[Message]:
+    """Add messages until the pass goes round or holds `limit` records; return the batch's rest."""
+    seen: set[str] = set()
+    for batch in batches:
+        for i, message in enumerate(batch):
+            if message.message_id in seen:  # its visibility ran out: the pass has gone round
+                return batch[i:]
+            seen.add(message.message_id)
+            received.add(message)
+            if limit is not None and len(received.records) + len(received.foreign) >= limit:
+                return batch[i + 1 :]
+    return []
+
+
+def _receive(sqs: SQSClient, url: str, visibility: int, wait_seconds: int) -> Iterator[list[Message]]:
     while True:
         reply = _call(
             sqs.receive_message,
@@ -130,12 +139,15 @@ def _receive(sqs: SQSClient, url: str, visibility: int, wait_seconds: int) -> It
         messages = reply.get("Messages", [])
         if not messages:
             return
-        for raw in messages:
-            try:
-                letter, problem = DeadLetter.from_message(raw["Body"]), ""
-            except ValueError as exc:
-                letter, problem = None, str(exc)
-            yield Message(raw["MessageId"], raw["ReceiptHandle"], letter, problem)
+        yield [_message(raw) for raw in messages]
+
+
+def _message(raw: Any) -> Message:
+    try:
+        letter, problem = DeadLetter.from_message(raw["Body"]), ""
+    except ValueError as exc:
+        letter, problem = None, str(exc)
+    return Message(raw["MessageId"], raw["ReceiptHandle"], letter, problem)
 
 
 def release(sqs: SQSClient, url: str, messages: list[Message]) -> None:
@@ -263,7 +275,7 @@ def _put(
 ) -> set[int]:
     """PutRecords in chunks, retrying failed entries; the ids of the records accepted."""
     accepted: set[int] = set()
-    for chunk in _chunks(records, PUT_RECORDS_MAX):
+    for chunk in pack_batches(records, PUT_RECORDS_MAX, PUT_RECORDS_MAX_BYTES, size=_put_size):
         pending = chunk
         for attempt in range(1, _PUT_ATTEMPTS + 1):
             reply = _call(
@@ -283,6 +295,10 @@ def _put(
             if attempt < _PUT_ATTEMPTS:
                 sleep(0.2 * 2**attempt)
     return accepted
+
+
+def _put_size(record: Record) -> int:
+    return len(record.letter.data) + len(record.letter.partition_key.encode())
 
 
 # -- the commands ------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
@@ -39,6 +39,8 @@ MAX_MESSAGE_BYTES = 256 * 1024
 BATCH_ENTRIES = 10
 DETAIL_CHARS = 500
 _SEND_ATTEMPTS = 5
+
+T = TypeVar("T")
 # Characters SQS refuses in a message body (orjson already escapes the control characters).
 _UNSAFE = re.compile("[\ud800-\udfff\ufffe\uffff]")
 
@@ -144,17 +146,24 @@ def dead_letter(
 
 
 def pack_batches(
-    bodies: Iterable[bytes], entries: int = BATCH_ENTRIES, max_bytes: int = MAX_MESSAGE_BYTES
-) -> list[list[bytes]]:
-    """SendMessageBatch groups: at most `entries` messages and `max_bytes` of bodies per call."""
-    batches: list[list[bytes]] = []
-    size = 0
-    for body in bodies:
-        if not batches or len(batches[-1]) == entries or size + len(body) > max_bytes:
+    items: Iterable[T],
+    entries: int = BATCH_ENTRIES,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+    size: Callable[[Any], int] = len,
+) -> list[list[T]]:
+    """Groups for one batch call each: at most `entries` items and `max_bytes` (by `size`) per call.
+
+    SendMessageBatch here (10 messages, 256 KiB); PutRecords in `metering dlq redrive` (500, 5 MiB).
+    """
+    batches: list[list[T]] = []
+    total = 0
+    for item in items:
+        item_size = size(item)
+        if not batches or len(batches[-1]) == entries or total + item_size > max_bytes:
             batches.append([])
-            size = 0
-        batches[-1].append(body)
-        size += len(body)
+            total = 0
+        batches[-1].append(item)
+        total += item_size
     return batches
 
 

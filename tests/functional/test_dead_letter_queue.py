@@ -83,6 +83,17 @@ def test_flushed_dead_letters_are_listed_once_per_record(aws: tuple[Any, Any, st
     assert len(dlq.list_dead_letters(sqs, url, limit=5, wait_seconds=0).records) == 5
 
 
+def test_a_limited_list_leaves_every_message_visible(aws: tuple[Any, Any, str]) -> None:
+    """`list --limit` stops inside a receive of 10: the batch's other messages are released too."""
+    sqs, _kinesis, url = aws
+    dead_letters = _dead_letters(sqs, url)
+    for sequence in range(1, 26):
+        _send(dead_letters, sequence, b"not json %d" % sequence)
+    dead_letters.flush()
+    assert len(dlq.list_dead_letters(sqs, url, limit=5, wait_seconds=0).records) == 5
+    assert len(dlq.list_dead_letters(sqs, url, limit=100, wait_seconds=0).records) == 25
+
+
 def test_redrive_puts_back_what_now_decodes_and_keeps_the_rest(aws: tuple[Any, Any, str]) -> None:
     """Fixed records go back on the stream once (original key), copies deleted; bad ones stay, one copy."""
     sqs, kinesis, url = aws

@@ -145,6 +145,13 @@ def test_batches_hold_ten_messages_and_256_kib_at_most() -> None:
     assert [len(b) for b in pack_batches(big)] == [2, 2, 1]
 
 
+def test_redrive_put_batches_stay_under_5_mib() -> None:
+    """PutRecords limits: 500 records and 5 MiB; 500 re-drivable records of 16 KiB need two calls."""
+    records = [(b"r" * 16 * 1024, "partition")] * 500
+    batches = pack_batches(records, 500, 5 * 1024 * 1024, size=lambda r: len(r[0]) + len(r[1]))
+    assert [len(b) for b in batches] == [319, 181]
+
+
 def test_send_buffers_until_flush() -> None:
     """Nothing is written before flush; flush writes every buffered message once."""
     sqs = FakeSqs()
