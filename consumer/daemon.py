@@ -127,17 +127,34 @@ def run(
         daemon_env = os.environ | dict(env or {})
         daemon_env |= {"JAVA_TOOL_OPTIONS": java_options, metrics.MULTIPROC_ENV: str(multiproc_dir)}
         daemon = subprocess.Popen(java_command(java, properties_file), env=daemon_env)
-        server = _serve_metrics(settings, multiproc_dir, daemon)
-        stop = _forward_stop_signals(daemon)
+        stop = _Stop(daemon)
+        previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+        server = None
         try:
+            server = _serve_metrics(settings, multiproc_dir, daemon)
             code = _wait(daemon, until, poll_seconds, stop)
-        finally:
+        finally:  # also on an error of ours: never leave the JVM running without us
             if server is not None:
                 server.shutdown()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            _reap(daemon, timeout=settings.shutdown_grace_seconds + 10)
     if stop.requested and code in (0, 130, 143):
         return 0
     print(f"metering: the KCL daemon exited with code {code}", file=sys.stderr)
     return code or 1
+
+
+def _reap(daemon: subprocess.Popen[bytes], timeout: float) -> None:
+    """Stop the daemon gracefully if it still runs, and kill it if it outlives `timeout`."""
+    if daemon.poll() is not None:
+        return
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        daemon.wait(timeout)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        daemon.wait()
 
 
 def _wait(
@@ -161,7 +178,6 @@ def _serve_metrics(
     try:
         return metrics.serve(settings.metrics_port, multiproc_dir, lambda: daemon.poll() is None)
     except OSError as exc:
-        daemon.terminate()
         raise ConfigError(f"METRICS_PORT={settings.metrics_port} cannot be served: {exc}") from exc
 
 
@@ -190,13 +206,6 @@ class _Stop:
         self.requested = True
         if self._daemon.poll() is None:
             self._daemon.send_signal(signal.SIGTERM)
-
-
-def _forward_stop_signals(daemon: subprocess.Popen[bytes]) -> _Stop:
-    stop = _Stop(daemon)
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    return stop
 
 
 def _is_aws(endpoint: str) -> bool:

@@ -26,6 +26,10 @@ def run_demo(settings: Settings, *, port: int, rate: float, users: int) -> int:
     if _port_in_use(port):
         raise MeteringError(f"port {port} is taken: pass --port, or stop what listens there")
     os.environ.update(local_aws.local_env(port) | {"AWS_DEFAULT_REGION": settings.region})
+    # Ctrl-C and `kill` stop the demo alike, also when it was started with SIGINT ignored (a
+    # background job); the children, exec'd after this, then start with SIGINT handled as well.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
     LOG_DIR.mkdir(exist_ok=True)
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
@@ -44,13 +48,26 @@ def run_demo(settings: Settings, *, port: int, rate: float, users: int) -> int:
         show_usage(settings, user=None, last="10m", watch=2.0)
     except KeyboardInterrupt:
         print(
-            "\nstopping: traffic, then the consumer (flush and checkpoint), then the emulator",
+            "\nstopping: traffic, then the consumer (flush and checkpoint), then the emulator "
+            "(Ctrl-C again kills them)",
             file=sys.stderr,
         )
     finally:
-        for name, child in reversed(children):
-            _stop(name, child, timeout=settings.shutdown_grace_seconds + 15)
+        _stop_all(children, timeout=settings.shutdown_grace_seconds + 15)
     return 0
+
+
+def _stop_all(children: list[tuple[str, subprocess.Popen[bytes]]], timeout: float) -> None:
+    """Stop the children cleanly, last started first; another Ctrl-C kills whatever is left."""
+    try:
+        for name, child in reversed(children):
+            _stop(name, child, timeout)
+    except KeyboardInterrupt:
+        for name, child in children:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+                print(f"  {name} killed", file=sys.stderr)
 
 
 def _start(*args: str) -> subprocess.Popen[bytes]:

@@ -117,9 +117,16 @@ class ReplayPlan:
             "failoverTimeMillis": "5000",
         }
 
+    @property
+    def resume_command(self) -> str:
+        """The command that resumes this very replay (relative times such as `2h` would move)."""
+        window = f"--from {rfc3339(self.window.start)} --to {rfc3339(self.window.end)}"
+        return f"metering replay {window} --into {self.table}"
+
     def child_env(self, progress_dir: Path) -> dict[str, str]:
         """The settings of the replay's daemon and record processors (see `consumer.settings`)."""
         return {
+            "METRICS_PORT": "0",  # a live consumer on this host may hold the port
             "ANALYTICS_TABLE_NAME": self.table,
             "KCL_APPLICATION_NAME": self.application_name,
             "COUNT_EVENTS_FROM": rfc3339(self.window.start),
@@ -254,11 +261,12 @@ def replay(
             Settings.from_env(os.environ | env), overrides=plan.daemon_overrides(), env=env, until=watch
         )
         done = finished(open_shards, progress.reports())
+    resume = f"resume with `{plan.resume_command}`"
     if code != 0:
-        raise MeteringError(f"the replay's KCL daemon failed (exit {code}); run the same command to resume")
+        raise MeteringError(f"the replay's KCL daemon failed (exit {code}); {resume}")
     if not done:
         reason = "timed out" if watch.timed_out else "interrupted"
-        raise MeteringError(f"replay {reason} before every shard was read; run the same command to resume")
+        raise MeteringError(f"replay {reason} before every shard was read; {resume}")
     events, items = _table_totals(dynamodb, into)
     return ReplaySummary(plan, events, items, time.monotonic() - started)
 

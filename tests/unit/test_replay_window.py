@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from consumer.core.aggregate import rfc3339
 from consumer.errors import ConfigError, MeteringError
 from consumer.ops.replay import APPLICATION_PREFIX, ReplayPlan, finished, parse_time, plan_replay
 from consumer.settings import CountingWindow, Settings
@@ -78,6 +79,14 @@ def test_settings_read_the_counting_window_and_progress_dir() -> None:
     assert settings.analytics_table == "audit"
     assert settings.application_name == plan.application_name
     assert Settings.from_env({}).counting_window is None
+    assert settings.metrics_port == 0  # never competes with a live consumer for its port
+
+
+def test_the_resume_command_names_the_window_absolutely() -> None:
+    """`--from 2h` moves with the clock; the command printed to resume a replay does not."""
+    plan = _plan(NOW - timedelta(hours=2), NOW - timedelta(hours=1))
+    start, end = rfc3339(plan.window.start), rfc3339(plan.window.end)
+    assert plan.resume_command == f"metering replay --from {start} --to {end} --into audit"
 
 
 @pytest.mark.parametrize(
