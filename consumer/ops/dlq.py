@@ -227,6 +227,7 @@ def redrive(
     report = RedriveReport(dry_run=dry_run, foreign=len(received.foreign))
     keep: list[Message] = list(received.foreign)
     fixed: list[Record] = []
+    surplus: list[Message] = []
     at = now()
     for record in received.records.values():
         problem = _still_bad(record.letter, at)
@@ -235,26 +236,19 @@ def redrive(
         else:
             report.still_bad.append((record.letter, *problem))
             keep.append(record.copies[0])
+            surplus.extend(record.copies[1:])  # the same record again: one copy is enough
     if dry_run:
         report.redriven = [r.letter for r in fixed]
         release(sqs, url, received.messages)
         return report
-    # Surplus copies of a still-bad record are the same record: keep one.
-    fixed_ids = {id(r) for r in fixed}
-    surplus = [m for r in received.records.values() if id(r) not in fixed_ids for m in r.copies[1:]]
     delete(sqs, url, surplus)
-    report.copies_deleted = len(surplus)
-    put = _put(kinesis, stream, fixed, sleep)
-    for record in fixed:
-        if id(record) in put:
-            report.redriven.append(record.letter)
-        else:
-            report.put_failed.append(record.letter)
-            keep.extend(record.copies)
+    accepted, failed = _put(kinesis, stream, fixed, sleep)
     # Only records PutRecords accepted lose their messages.
-    delete(sqs, url, [m for r in fixed if id(r) in put for m in r.copies])
-    report.copies_deleted += sum(len(r.copies) - 1 for r in fixed if id(r) in put)
-    release(sqs, url, keep)
+    delete(sqs, url, [m for r in accepted for m in r.copies])
+    report.redriven = [r.letter for r in accepted]
+    report.put_failed = [r.letter for r in failed]
+    report.copies_deleted = len(surplus) + sum(len(r.copies) - 1 for r in accepted)
+    release(sqs, url, keep + [m for r in failed for m in r.copies])
     return report
 
 
@@ -272,29 +266,27 @@ def _still_bad(letter: DeadLetter, at: datetime) -> tuple[str, str] | None:
 
 def _put(
     kinesis: KinesisClient, stream: str, records: list[Record], sleep: Callable[[float], None]
-) -> set[int]:
-    """PutRecords in chunks, retrying failed entries; the ids of the records accepted."""
-    accepted: set[int] = set()
-    for chunk in pack_batches(records, PUT_RECORDS_MAX, PUT_RECORDS_MAX_BYTES, size=_put_size):
-        pending = chunk
+) -> tuple[list[Record], list[Record]]:
+    """PutRecords in batches, retrying failed entries; the records accepted and those not."""
+    accepted: list[Record] = []
+    failed: list[Record] = []
+    for batch in pack_batches(records, PUT_RECORDS_MAX, PUT_RECORDS_MAX_BYTES, size=_put_size):
+        pending = batch
         for attempt in range(1, _PUT_ATTEMPTS + 1):
             reply = _call(
                 kinesis.put_records,
                 StreamName=stream,
                 Records=[{"Data": r.letter.data, "PartitionKey": r.letter.partition_key} for r in pending],
             )
-            failed = []
-            for record, result in zip(pending, reply["Records"], strict=True):
-                if "ErrorCode" in result:
-                    failed.append(record)
-                else:
-                    accepted.add(id(record))
-            if not failed:
+            results = list(zip(pending, reply["Records"], strict=True))
+            accepted += [record for record, result in results if "ErrorCode" not in result]
+            pending = [record for record, result in results if "ErrorCode" in result]
+            if not pending:
                 break
-            pending = failed
             if attempt < _PUT_ATTEMPTS:
                 sleep(0.2 * 2**attempt)
-    return accepted
+        failed += pending
+    return accepted, failed
 
 
 def _put_size(record: Record) -> int:

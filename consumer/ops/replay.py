@@ -47,13 +47,12 @@ from consumer.core.aggregate import rfc3339
 from consumer.core.events import MAX_CLOCK_SKEW, utc_now
 from consumer.errors import MeteringError
 from consumer.settings import CountingWindow, Settings
-from consumer.sinks.dynamodb import analytics_table_spec
+from consumer.sinks.dynamodb import analytics_table_spec, read_counters
 
 APPLICATION_PREFIX = "complical-usage-replay-"
 # The stream trims continuously: a window whose start is this close to the retention is refused.
 RETENTION_MARGIN = timedelta(minutes=10)
 META_KEY = {"pk": {"S": "REPLAY"}, "sk": {"S": "WINDOW"}}
-COUNTERS = ("calls", "authFailures", "rateLimited")
 _AGE = re.compile(r"^(\d+)([smhd])$")
 _AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _SHARD_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
@@ -387,7 +386,7 @@ def _table_totals(dynamodb: Any, table: str) -> tuple[int, int]:
         ExpressionAttributeValues={":pk": {"S": "GLOBAL"}, ":minute": {"S": "MINUTE#"}},
         ConsistentRead=True,
     ):
-        events += sum(int(item.get(name, {}).get("N", "0")) for item in page["Items"] for name in COUNTERS)
+        events += sum(sum(read_counters(item).values()) for item in page["Items"])
     items = 0
     for page in dynamodb.get_paginator("scan").paginate(
         TableName=table,

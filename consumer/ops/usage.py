@@ -20,9 +20,8 @@ from consumer import aws
 from consumer.core.aggregate import minute_bucket, user_key
 from consumer.errors import MeteringError
 from consumer.settings import Settings
-from consumer.sinks.dynamodb import BUCKET_INDEX
+from consumer.sinks.dynamodb import BUCKET_INDEX, COUNTERS, read_counters
 
-COUNTERS = ("calls", "authFailures", "rateLimited")
 _WINDOW = re.compile(r"^(\d+)([mh])$")
 TOP_USERS = 15
 
@@ -77,7 +76,7 @@ def _query_range(client: Any, table: str, pk: str, first: str, last: str) -> dic
         KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :last",
         ExpressionAttributeValues={":pk": {"S": pk}, ":first": {"S": first}, ":last": {"S": last}},
     ):
-        rows[item["sk"]["S"]] = _counters(item)
+        rows[item["sk"]["S"]] = read_counters(item)
     return rows
 
 
@@ -93,7 +92,7 @@ def _users_in(client: Any, table: str, minutes: list[str]) -> dict[str, dict[str
             ExpressionAttributeValues={":b": {"S": minute}, ":user": {"S": "USER#"}},
         ):
             email = item["pk"]["S"].removeprefix("USER#")
-            for name, value in _counters(item).items():
+            for name, value in read_counters(item).items():
                 totals[email][name] += value
     return dict(totals)
 
@@ -103,10 +102,6 @@ def _pages(client: Any, **query: Any) -> list[dict[str, Any]]:
     for page in client.get_paginator("query").paginate(**query):
         items.extend(page["Items"])
     return items
-
-
-def _counters(item: dict[str, Any]) -> dict[str, int]:
-    return {name: int(item.get(name, {}).get("N", "0")) for name in COUNTERS}
 
 
 def _minute_table(title: str, minutes: list[str], rows: dict[str, dict[str, int]]) -> Table:

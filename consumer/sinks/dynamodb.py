@@ -29,6 +29,12 @@ if TYPE_CHECKING:
 BUCKET_INDEX = "by-bucket"
 _MAX_BACKOFF = 8.0
 TTL_ATTRIBUTE = "expiresAt"
+COUNTERS = ("calls", "authFailures", "rateLimited")  # the counter attributes of every analytics item
+
+
+def read_counters(item: dict[str, Any]) -> dict[str, int]:
+    """The counters of an analytics item as read from DynamoDB (absent ones are 0)."""
+    return {name: int(item.get(name, {}).get("N", "0")) for name in COUNTERS}
 
 
 def analytics_table_spec(table_name: str) -> dict[str, Any]:

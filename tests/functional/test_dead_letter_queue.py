@@ -133,6 +133,44 @@ def test_redrive_puts_back_what_now_decodes_and_keeps_the_rest(aws: tuple[Any, A
     assert again.redriven == [] and len(_stream_data(kinesis)) == 1
 
 
+class ThrottlingKinesis:
+    """Rejects one record the first time, and the records of user "stuck" every time."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
+        first = not self.calls
+        self.calls.append(len(Records))
+        results = [
+            {"ErrorCode": "ProvisionedThroughputExceededException"}
+            if b"stuck" in r["Data"] or (first and i == 0)
+            else {"SequenceNumber": "1", "ShardId": "shardId-000000000000"}
+            for i, r in enumerate(Records)
+        ]
+        return {"FailedRecordCount": sum("ErrorCode" in r for r in results), "Records": results}
+
+
+def test_redrive_retries_rejected_records_and_keeps_what_never_went_in(aws: tuple[Any, Any, str]) -> None:
+    """A throttled record is retried; one rejected every time keeps its copies in the queue."""
+    sqs, _kinesis, url = aws
+    dead_letters = _dead_letters(sqs, url)
+    soon = NOW + timedelta(minutes=10)
+    for sequence, email in [(1, "ada@example.com"), (2, "bob@example.com"), (3, "stuck@example.com")]:
+        _send(dead_letters, sequence, orjson.dumps(event(at=soon, email=email)))
+    _send(dead_letters, 3, orjson.dumps(event(at=soon, email="stuck@example.com")))
+    dead_letters.flush()
+    kinesis = ThrottlingKinesis()
+    report = dlq.redrive(
+        sqs, kinesis, url, STREAM, dry_run=False, now=lambda: soon, wait_seconds=0, sleep=lambda _: None
+    )
+    assert sorted(d.sequence_number for d in report.redriven) == ["1", "2"]
+    assert [d.sequence_number for d in report.put_failed] == ["3"]
+    assert kinesis.calls == [3, 2, 1, 1, 1]  # one retry per attempt left, of what is still rejected
+    left = dlq.list_dead_letters(sqs, url, limit=100, wait_seconds=0)
+    assert [r.letter.sequence_number for r in left.records.values()] == ["3"] and len(left.messages) == 2
+
+
 def test_redrive_keeps_truncated_records(aws: tuple[Any, Any, str]) -> None:
     """A record kept as a prefix cannot be put back: it stays in the queue."""
     sqs, kinesis, url = aws
