@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
 T = TypeVar("T")
 
@@ -31,6 +31,25 @@ class Reader:
             return parse(raw)
         except ValueError as exc:
             raise self._error(f"{variable}={raw!r} is invalid: {exc}") from exc
+
+
+class SharedNames(TypedDict):
+    """What the authorizer and the consumer must agree on to meet: one stream, one pair of tables."""
+
+    environment: str
+    stream_name: str
+    api_keys_table: str
+    rate_limit_table: str
+
+
+def shared_names(read: Reader) -> SharedNames:
+    environment = read("ENVIRONMENT", "local", environment_name)
+    return SharedNames(
+        environment=environment,
+        stream_name=read("USAGE_STREAM_NAME", f"complical-usage-stream-{environment}", resource_name),
+        api_keys_table=read("API_KEYS_TABLE_NAME", f"complical-api-keys-{environment}", resource_name),
+        rate_limit_table=read("RATE_LIMIT_TABLE_NAME", f"complical-rate-limits-{environment}", resource_name),
+    )
 
 
 def environment_name(raw: str) -> str:

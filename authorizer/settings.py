@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from authorizer.env import Reader, between, boolean, environment_name, resource_name
+from authorizer.env import Reader, between, boolean, shared_names
 from authorizer.errors import ConfigError
 
 
@@ -31,14 +31,8 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         read = Reader(env, ConfigError)
-        environment = read("ENVIRONMENT", "local", environment_name)
         return cls(
-            environment=environment,
-            stream_name=read("USAGE_STREAM_NAME", f"complical-usage-stream-{environment}", resource_name),
-            api_keys_table=read("API_KEYS_TABLE_NAME", f"complical-api-keys-{environment}", resource_name),
-            rate_limit_table=read(
-                "RATE_LIMIT_TABLE_NAME", f"complical-rate-limits-{environment}", resource_name
-            ),
+            **shared_names(read),
             analytics_enabled=read("ENABLE_KINESIS_ANALYTICS", "false", boolean),
             key_cache_ttl_seconds=read("KEY_CACHE_TTL_SECONDS", "30", between(0, 300)),
             negative_cache_ttl_seconds=read("NEGATIVE_CACHE_TTL_SECONDS", "60", between(0, 3600)),

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from authorizer.env import Reader, between, environment_name, resource_name
+from authorizer.env import Reader, between, resource_name, shared_names
 from consumer.errors import ConfigError
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -61,17 +61,13 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         read = Reader(env, ConfigError)
-        environment = read("ENVIRONMENT", "local", environment_name)
+        names = shared_names(read)
+        environment = names["environment"]
         return cls(
-            environment=environment,
+            **names,
             region=read("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1"), resource_name),
-            stream_name=read("USAGE_STREAM_NAME", f"complical-usage-stream-{environment}", resource_name),
             analytics_table=read(
                 "ANALYTICS_TABLE_NAME", f"complical-usage-analytics-{environment}", resource_name
-            ),
-            api_keys_table=read("API_KEYS_TABLE_NAME", f"complical-api-keys-{environment}", resource_name),
-            rate_limit_table=read(
-                "RATE_LIMIT_TABLE_NAME", f"complical-rate-limits-{environment}", resource_name
             ),
             dlq_name=read("DLQ_NAME", f"complical-usage-dlq-{environment}", resource_name),
             application_name=read(
