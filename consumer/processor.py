@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from consumer.core.events import EventType, InvalidEvent, UsageEvent, decode_event, utc_now
 from consumer.core.flush import Batch, Position, ShardAccumulator
+from consumer.errors import Superseded
 from consumer.faults import FaultPoints
 from consumer.metrics import ProcessorMetrics
 from consumer.sinks.base import CounterSink
@@ -117,7 +118,7 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
             checkpoint = _checkpoint_key(
                 initialize_input.sequence_number, initialize_input.sub_sequence_number
             )
-            unfinished = self._sink.unfinished(self._shard_id)
+            unfinished = self._sink.claim(self._shard_id)
             self._accumulator = ShardAccumulator.resume(self._shard_id, checkpoint, unfinished)
             self._last_flush = self._monotonic()
             self._log.info(
@@ -126,7 +127,9 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
 
     def process_records(self, process_records_input: Any) -> None:
         with self._guarded("process_records"):
-            accumulator = self._require_accumulator()
+            accumulator = self._accumulator
+            if accumulator is None:
+                return  # lease lost or claimed by another processor: the new owner replays these
             now = self._now()
             self._metrics.records.labels(self._shard_id).inc(len(process_records_input.records))
             self._metrics.millis_behind.labels(self._shard_id).set(process_records_input.millis_behind_latest)
@@ -162,6 +165,9 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
     def shard_ended(self, shard_ended_input: Any) -> None:
         with self._guarded("shard_ended"):
             self._flush_all(shard_ended_input.checkpointer)
+            if self._accumulator is None:  # lost or superseded, maybe just now: the new owner ends it
+                self._log.warning("shard_end_not_owned")
+                return
             # At shard end the checkpoint takes no position: it marks the shard finished.
             if self._checkpoint(shard_ended_input.checkpointer, None) and self._progress is not None:
                 self._progress.ended(self._shard_id)
@@ -199,7 +205,12 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
             self._dead_letters.flush()
         for batch in sealed:
             started = self._monotonic()
-            self._sink.write(batch)
+            try:
+                self._sink.write(batch)
+            except Superseded:
+                self._log.warning("superseded", dropped_unflushed_records=accumulator.pending_records)
+                self._accumulator = None
+                break
             if not self._checkpoint(checkpointer, batch):
                 break
             self._metrics.flush_seconds.observe(self._monotonic() - started)

@@ -8,13 +8,18 @@ from consumer.core.flush import Batch, FlushRange
 
 
 class CounterSink(Protocol):
-    def unfinished(self, shard_id: str) -> FlushRange | None:
-        """The last flush range recorded for the shard (it may be fully applied, or half)."""
+    def claim(self, shard_id: str) -> FlushRange | None:
+        """Take over the shard's flushes; return the last range recorded (fully applied, or half).
+
+        From now on an earlier claimant of the shard (a processor whose lease was taken while it
+        was still writing) can no longer record a range: its `write` raises `Superseded`.
+        """
         ...
 
     def write(self, batch: Batch) -> None:
         """Record the batch's range, then apply its counters idempotently.
 
-        Returns only when every item is durably written; raises `SinkUnavailable` otherwise.
+        Returns only when every item is durably written; raises `SinkUnavailable` otherwise, and
+        `Superseded`, before touching any counter, once another processor has claimed the shard.
         """
         ...

@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from authorizer.errors import aws_error_code
 from consumer.core.aggregate import Counters, ItemKey, rfc3339
 from consumer.core.flush import Batch, FlushRange
-from consumer.errors import SinkUnavailable
+from consumer.errors import SinkUnavailable, Superseded
 from consumer.faults import FaultPoints
 
 if TYPE_CHECKING:
@@ -87,22 +87,31 @@ class DynamoDBSink:
         self._faults = faults or FaultPoints()
         self._table = table_name
         self._intent_pk = f"FLUSH#{application_name}"
+        self._claims: dict[str, str] = {}  # shard -> our claim number (see `claim`)
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ddb-flush")
 
-    def unfinished(self, shard_id: str) -> FlushRange | None:
+    def claim(self, shard_id: str) -> FlushRange | None:
+        """Bump the shard's claim number on its intent item and read the intent, in one atomic update.
+
+        An earlier claimant's intent write is then either already visible here (and the caller cuts
+        its replay at that range) or refused (`Superseded`), so two processors never apply
+        differently cut ranges of one shard to the same items.
+        """
         try:
-            reply = self._client.get_item(
+            reply = self._client.update_item(
                 TableName=self._table,
-                Key={"pk": {"S": self._intent_pk}, "sk": {"S": f"SHARD#{shard_id}"}},
-                ConsistentRead=True,
+                Key=self._intent_key(shard_id),
+                UpdateExpression="ADD claim :one",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+                ReturnValues="ALL_NEW",
             )
         except (ClientError, BotoCoreError) as exc:
-            raise SinkUnavailable(f"reading the flush intent of {shard_id}: {exc}") from exc
-        item = reply.get("Item")
-        if item is None:
+            raise SinkUnavailable(f"claiming the flushes of {shard_id}: {exc}") from exc
+        item = reply["Attributes"]
+        self._claims[shard_id] = item["claim"]["N"]
+        if "end" not in item:
             return None
-        start = item.get("start", {}).get("S")
-        return FlushRange(shard_id, start, item["end"]["S"])
+        return FlushRange(shard_id, item.get("start", {}).get("S"), item["end"]["S"])
 
     def write(self, batch: Batch) -> None:
         """Write the batch, retrying the whole (idempotent) write through outages for a bounded time.
@@ -137,17 +146,30 @@ class DynamoDBSink:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
+    def _intent_key(self, shard_id: str) -> dict[str, Any]:
+        return {"pk": {"S": self._intent_pk}, "sk": {"S": f"SHARD#{shard_id}"}}
+
     def _record_intent(self, flush_range: FlushRange) -> None:
-        item = {
-            "pk": {"S": self._intent_pk},
-            "sk": {"S": f"SHARD#{flush_range.shard_id}"},
-            "end": {"S": flush_range.end},
-        }
-        if flush_range.start is not None:
-            item["start"] = {"S": flush_range.start}
+        shard_id = flush_range.shard_id
+        values = {":end": {"S": flush_range.end}, ":claim": {"N": self._claims[shard_id]}}
+        if flush_range.start is None:
+            update = "SET #end = :end REMOVE #start"
+        else:
+            update, values[":start"] = "SET #end = :end, #start = :start", {"S": flush_range.start}
         try:
-            self._client.put_item(TableName=self._table, Item=item)
-        except (ClientError, BotoCoreError) as exc:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._intent_key(shard_id),
+                UpdateExpression=update,
+                ConditionExpression="#claim = :claim",
+                ExpressionAttributeNames={"#end": "end", "#start": "start", "#claim": "claim"},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if aws_error_code(exc) == "ConditionalCheckFailedException":
+                raise Superseded(f"{shard_id} was claimed by another record processor") from exc
+            raise SinkUnavailable(f"recording the flush intent: {exc}") from exc
+        except BotoCoreError as exc:
             raise SinkUnavailable(f"recording the flush intent: {exc}") from exc
 
     def _apply(self, key: ItemKey, counters: Counters, flush_range: FlushRange) -> None:

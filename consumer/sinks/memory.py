@@ -16,7 +16,7 @@ class MemorySink:
     writes: list[FlushRange] = field(default_factory=list)
     fail_after_items: int | None = None  # a fault point: raise mid-flush after this many items
 
-    def unfinished(self, shard_id: str) -> FlushRange | None:
+    def claim(self, shard_id: str) -> FlushRange | None:
         return self.intents.get(shard_id)
 
     def write(self, batch: Batch) -> None:

@@ -101,6 +101,7 @@ def test_usage_shows_global_and_per_user_minutes(aws: Settings) -> None:
     for email in ["ada@example.com", "ada@example.com", "bob@example.com"]:
         aggregate.add(decode_event(_event(email, now), now))
     sink = DynamoDBSink(boto3.client("dynamodb"), aws.analytics_table, aws.application_name)
+    sink.claim("shardId-0")
     sink.write(Batch(FlushRange("shardId-0", None, Position("5").key()), aggregate, 3))
     console = Console(width=200, record=True)
     console.print(render(boto3.client("dynamodb"), aws.analytics_table, None, parse_window("5m"), now))

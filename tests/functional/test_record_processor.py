@@ -11,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from consumer.core.flush import Batch
+from consumer.errors import Superseded
 from consumer.metrics import ProcessorMetrics
 from consumer.processor import LoggedDeadLetters, UsageRecordProcessor
 from consumer.sinks.memory import MemorySink
@@ -145,6 +147,24 @@ def test_refused_checkpoint_stops_without_crashing() -> None:
     daemon = ScriptedDaemon(checkpoint_error="ShutdownException")
     daemon.initialize(SHARD).records(_calls(2)).shutdown_requested().run(_processor(sink))
     assert daemon.statuses == ["initialize", "processRecords", "shutdownRequested"]
+
+
+class ClaimedElsewhereSink(MemorySink):
+    """Another processor claimed the shard since this one did (its lease was taken mid-flush)."""
+
+    def write(self, batch: Batch) -> None:
+        raise Superseded(f"{batch.range.shard_id} was claimed by another record processor")
+
+
+def test_superseded_processor_stops_without_writing_checkpointing_or_crashing() -> None:
+    """Once superseded, nothing is written or checkpointed, later records and the shard end are the
+    new owner's, and the child carries on (a crash would stop the whole daemon)."""
+    sink = ClaimedElsewhereSink()
+    processor = _processor(sink, interval=0)  # flushes in the first processRecords
+    daemon = ScriptedDaemon().initialize(SHARD).records(_calls(3)).records(_calls(2, start=4)).shard_ended()
+    daemon.run(processor)
+    assert daemon.checkpoints == [] and sink.items == {}
+    assert daemon.statuses == ["initialize", "processRecords", "processRecords", "shardEnded"]
 
 
 def _ground_truth(records: list[tuple[int, bytes]]) -> MemorySink:

@@ -75,7 +75,7 @@ class Stack:
             ExpressionAttributeValues={":pk": {"S": f"FLUSH#{self.settings.application_name}"}},
             ConsistentRead=True,
         )["Items"]
-        return {i["sk"]["S"].removeprefix("SHARD#"): i["end"]["S"] for i in items}
+        return {i["sk"]["S"].removeprefix("SHARD#"): i["end"]["S"] for i in items if "end" in i}
 
     def table_items(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
