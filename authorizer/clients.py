@@ -14,9 +14,16 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_kinesis import KinesisClient
 
-# DynamoDB answers the request, so it gets one quick retry; API Gateway waits at most 29 s, we far less.
+# One attempt, short timeouts: a retry (and its backoff, up to 1 s) could push a request past the
+# Lambda timeout, and a failed call already has its answer (a key-store outage is a 500 the client
+# can retry; the rate limit fails open; last-used is advisory). A single-digit-ms call fits easily.
+DYNAMODB_CONNECT_TIMEOUT_SECONDS = 0.2
+DYNAMODB_READ_TIMEOUT_SECONDS = 0.3
+DYNAMODB_CALL_LIMIT_SECONDS = DYNAMODB_CONNECT_TIMEOUT_SECONDS + DYNAMODB_READ_TIMEOUT_SECONDS
 DYNAMODB_CONFIG = Config(
-    connect_timeout=0.25, read_timeout=0.5, retries={"mode": "standard", "total_max_attempts": 2}
+    connect_timeout=DYNAMODB_CONNECT_TIMEOUT_SECONDS,
+    read_timeout=DYNAMODB_READ_TIMEOUT_SECONDS,
+    retries={"mode": "standard", "total_max_attempts": 1},
 )
 # Kinesis is fire and forget: one attempt, and the short timeouts of the settings
 # (KINESIS_CONNECT_TIMEOUT_SECONDS, KINESIS_READ_TIMEOUT_SECONDS), so a dead endpoint only costs the sender.

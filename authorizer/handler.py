@@ -50,7 +50,7 @@ def drain(timeout_s: float) -> None:
 
 def producer_stats() -> ProducerStats:
     """Counters of sent / failed / dropped / pending events of this container's producer."""
-    return get_authorizer().producer.stats()
+    return get_authorizer().producer_stats()
 
 
 def reset(timeout_s: float = 5.0) -> None:

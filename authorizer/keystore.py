@@ -95,9 +95,11 @@ def revoke_key(client: DynamoDBClient, table: str, key_id: str) -> None:
         raise KeyStoreUnavailable(f"{table}: {exc}") from exc
 
 
-def get_key(client: DynamoDBClient, table: str, key_id: str) -> KeyRecord | None:
+def get_key(client: DynamoDBClient, table: str, key_id: str, *, consistent: bool = False) -> KeyRecord | None:
+    """The key's record, or None; `consistent` sees a key written a moment ago (at twice the read cost)."""
     with _translated(table):
-        item = client.get_item(TableName=table, Key={"key_id": {"S": key_id}}).get("Item")
+        response = client.get_item(TableName=table, Key={"key_id": {"S": key_id}}, ConsistentRead=consistent)
+    item = response.get("Item")
     return _record(item) if item else None
 
 

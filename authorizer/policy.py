@@ -25,8 +25,9 @@ def build_response(decision: Decision, request: Request) -> dict[str, Any]:
             "Statement": [
                 {
                     "Action": "execute-api:Invoke",
-                    "Effect": "Allow" if decision.allowed else "Deny",
-                    # the exact method only: with a result cache TTL of 0 nothing is reused anyway
+                    # an Allow names the exact method, never "*" (every method of the API): without
+                    # an ARN the answer is a Deny, whatever the decision (the service refuses those too)
+                    "Effect": "Allow" if decision.allowed and request.method_arn else "Deny",
                     "Resource": request.method_arn or "*",
                 }
             ],

@@ -96,9 +96,19 @@ def _http_v2(
 
 
 def _presented_key(headers: dict[str, Any]) -> tuple[str | None, KeyProblem | None]:
-    if "x-api-key" in headers:
-        return _validated(headers["x-api-key"])
-    authorization = headers.get("authorization")
+    """The key of `x-api-key`, else of `Authorization: Bearer`: a blank or unusable `x-api-key`
+    (some clients send one empty) must not hide a good Bearer token. With no key in either, a
+    malformed value is reported rather than a missing one."""
+    api_key = _validated(headers["x-api-key"]) if "x-api-key" in headers else (None, KeyProblem.MISSING_KEY)
+    if api_key[0] is not None:
+        return api_key
+    bearer = _bearer(headers.get("authorization"))
+    if bearer[0] is None and api_key[1] is KeyProblem.MALFORMED_KEY:
+        return api_key
+    return bearer
+
+
+def _bearer(authorization: object) -> tuple[str | None, KeyProblem | None]:
     if authorization is None:
         return None, KeyProblem.MISSING_KEY
     if not isinstance(authorization, str):

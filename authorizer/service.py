@@ -9,19 +9,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from authorizer.cache import TtlCache
-from authorizer.clients import kinesis_client
+from authorizer.clients import DYNAMODB_CALL_LIMIT_SECONDS, kinesis_client
 from authorizer.decision import Caller, Decision, Outcome, Reason
 from authorizer.errors import KeyStoreUnavailable, RateLimitUnavailable
 from authorizer.events import build_event
 from authorizer.keys import hashes_match, parse_key
 from authorizer.keystore import LAST_USED_RESOLUTION_SECONDS, KeyRecord, get_key, touch_last_used
 from authorizer.policy import build_response
-from authorizer.producer import KinesisProducer, NullProducer, Producer
+from authorizer.producer import KinesisProducer, NullProducer, Producer, ProducerStats
 from authorizer.ratelimit import Limits, RateLimiter
-from authorizer.request import Request, parse_request
+from authorizer.request import ApiFormat, Request, parse_request
 from authorizer.settings import Settings
 
 if TYPE_CHECKING:
@@ -30,6 +31,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 KEY_CACHE_SIZE = 10_000
+# The advisory last-used write only starts while a request is still this fast, so against a slow
+# DynamoDB it is never a fourth slow call.
+TOUCH_ONLY_WITHIN_SECONDS = 0.1
+# What DynamoDB can cost one request at worst: the key read, its consistent re-read on a miss and the
+# rate-limit update, each one attempt (authorizer/clients.py). Kinesis never blocks the handler.
+WORST_CASE_DYNAMODB_SECONDS = 3 * DYNAMODB_CALL_LIMIT_SECONDS
 
 
 class Authorizer:
@@ -51,6 +58,7 @@ class Authorizer:
         )
         self._touched: TtlCache[bool] = TtlCache(KEY_CACHE_SIZE, LAST_USED_RESOLUTION_SECONDS, clock)
         self._limiter = RateLimiter(dynamodb, settings.rate_limit_table, clock)
+        self._emit_failures = 0
 
     def handle(self, event: object) -> dict[str, Any]:
         """Answer one authorizer event; never raises, whatever the event holds."""
@@ -58,9 +66,7 @@ class Authorizer:
 
     def authorize(self, request: Request) -> tuple[Decision, dict[str, Any]]:
         decision = self.decide(request)
-        self.producer.emit(build_event(decision, request, self.settings.environment, self._clock()))
-        if self.settings.flush_on_return_ms:
-            self.producer.flush(self.settings.flush_on_return_ms / 1000)
+        self._emit(decision, request)
         if not decision.allowed:
             logger.info(
                 "denied outcome=%s reason=%s key_id=%s request_id=%s",
@@ -71,9 +77,16 @@ class Authorizer:
             )
         return decision, build_response(decision, request)
 
+    def producer_stats(self) -> ProducerStats:
+        """The producer's counters; events lost to an exception on the way in count as failed."""
+        stats = self.producer.stats()
+        return replace(stats, failed=stats.failed + self._emit_failures)
+
     def decide(self, request: Request) -> Decision:
-        if request.key_problem is not None:
-            return _auth_failed(Reason(request.key_problem.value))
+        started = self._clock()
+        problem = _request_problem(request)
+        if problem is not None:
+            return _auth_failed(problem)
         parsed = parse_key(request.presented_key or "")
         if parsed is None:
             return _auth_failed(Reason.MALFORMED_KEY)
@@ -87,9 +100,9 @@ class Authorizer:
         caller = Caller(key_id=record.key_id, email=record.email, plan=record.plan)
         if not record.active:
             return Decision(Outcome.AUTH_FAILED, caller=caller, reason=Reason.REVOKED_KEY)
-        return self._rate_limited(record, caller)
+        return self._rate_limited(record, caller, started)
 
-    def _rate_limited(self, record: KeyRecord, caller: Caller) -> Decision:
+    def _rate_limited(self, record: KeyRecord, caller: Caller, started: float) -> Decision:
         try:
             refusal = self._limiter.acquire(record.key_id, Limits(record.per_second, record.per_minute))
         except RateLimitUnavailable as exc:
@@ -100,7 +113,7 @@ class Authorizer:
             return Decision(
                 Outcome.RATE_LIMITED, caller, refusal.reason, retry_after_seconds=refusal.retry_after_seconds
             )
-        self._touch(record.key_id)
+        self._touch(record.key_id, started)
         return Decision(Outcome.ALLOWED, caller)
 
     def _lookup(self, key_id: str) -> KeyRecord | None:
@@ -110,19 +123,47 @@ class Authorizer:
             return record
         record = get_key(self._dynamodb, self.settings.api_keys_table, key_id)
         if record is None:
+            # An eventually consistent read can miss a key created a moment ago; caching that miss
+            # would refuse the new key for the whole negative TTL. So a miss is confirmed with one
+            # consistent read (twice the read cost) before it is cached: known keys, the common
+            # case, stay at the cheap read, and a flood of unknown ids costs one more read per id.
+            record = get_key(self._dynamodb, self.settings.api_keys_table, key_id, consistent=True)
+        if record is None:
             self._unknown.put(key_id, True)
         else:
             self._keys.put(key_id, record)
         return record
 
-    def _touch(self, key_id: str) -> None:
-        if self._touched.get(key_id):
-            return
+    def _touch(self, key_id: str, started: float) -> None:
+        if self._touched.get(key_id) or self._clock() - started >= TOUCH_ONLY_WITHIN_SECONDS:
+            return  # a slow request skips it; the next fast one writes it
         self._touched.put(key_id, True)
         try:
             touch_last_used(self._dynamodb, self.settings.api_keys_table, key_id, self._clock())
         except KeyStoreUnavailable as exc:
             logger.warning("last-used update failed key_id=%s error=%s", key_id, exc)
+
+    def _emit(self, decision: Decision, request: Request) -> None:
+        """Fire and forget by construction: whatever fails here costs the event, never the answer."""
+        try:
+            self.producer.emit(build_event(decision, request, self.settings.environment, self._clock()))
+            if self.settings.flush_on_return_ms:
+                self.producer.flush(self.settings.flush_on_return_ms / 1000)
+        except Exception as exc:  # the handler must answer whatever the producer does
+            self._emit_failures += 1
+            # the type only: an exception's message may quote the event or the request behind it
+            logger.warning("usage event not emitted: error=%s", type(exc).__name__)
+
+
+def _request_problem(request: Request) -> Reason | None:
+    """Why the request is refused before any key is looked up, if it is."""
+    if request.api_format is ApiFormat.REST and request.method_arn is None:
+        # API Gateway always sends the method ARN. Without it the policy could only name "*", and an
+        # Allow on "*" would grant every method of the API: refuse it as a broken or forged event.
+        return Reason.MALFORMED_REQUEST
+    if request.key_problem is not None:
+        return Reason(request.key_problem.value)
+    return None
 
 
 def _auth_failed(reason: Reason) -> Decision:

@@ -23,8 +23,15 @@ _CONFIG = Config(
 )
 
 
-def client(service: str, region: str) -> Any:
-    return boto3.session.Session().client(service, region_name=region, config=_CONFIG)  # type: ignore[call-overload]
+# A flush's counter updates: each call gives up within ~25 s (3 attempts of 2 s connect + 5 s read,
+# plus backoff), so a flush's outage ride-out (`WRITE_RETRY_SECONDS`) stays the bound that counts.
+FLUSH_CONFIG = _CONFIG.merge(
+    Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
+)
+
+
+def client(service: str, region: str, config: Config = _CONFIG) -> Any:
+    return boto3.session.Session().client(service, region_name=region, config=config)  # type: ignore[call-overload]
 
 
 def create_table(dynamodb: Any, spec: dict[str, Any]) -> bool:

@@ -27,7 +27,7 @@ def main() -> None:
     log = logs.get("consumer.processor").bind(pid=os.getpid())
     faults = FaultPoints.from_spec(os.environ.get("METERING_FAULT"))
     sink = DynamoDBSink(
-        aws.client("dynamodb", settings.region),
+        aws.client("dynamodb", settings.region, aws.FLUSH_CONFIG),
         settings.analytics_table,
         settings.application_name,
         retry_for=settings.write_retry_seconds,

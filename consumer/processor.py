@@ -142,6 +142,8 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
                 self._faults.hit("record-added")
             for event_type, count in counted.items():
                 self._metrics.events.labels(event_type.value).inc(count)
+            if process_records_input.millis_behind_latest == 0:
+                accumulator.caught_up()
             at_tip = (
                 self._progress is not None
                 and not self._reported_tip
@@ -164,7 +166,7 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
 
     def shard_ended(self, shard_ended_input: Any) -> None:
         with self._guarded("shard_ended"):
-            self._flush_all(shard_ended_input.checkpointer)
+            self._flush_all(shard_ended_input.checkpointer, at_end=True)
             if self._accumulator is None:  # lost or superseded, maybe just now: the new owner ends it
                 self._log.warning("shard_end_not_owned")
                 return
@@ -192,8 +194,10 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
             return None
         return event if self._counts is None or self._counts(event) else None
 
-    def _flush_all(self, checkpointer: Checkpointer) -> None:
+    def _flush_all(self, checkpointer: Checkpointer, *, at_end: bool = False) -> None:
         if self._accumulator is not None:
+            if at_end:
+                self._accumulator.caught_up()
             self._accumulator.seal()
             self._last_flush = self._monotonic()
             self._flush_sealed(checkpointer)

@@ -43,11 +43,12 @@ class ScriptedDaemon:
             {"action": "initialize", "shardId": shard_id, "sequenceNumber": sequence, "subSequenceNumber": 0}
         )
 
-    def records(self, records: list[tuple[int, bytes]]) -> ScriptedDaemon:
+    def records(self, records: list[tuple[int, bytes]], *, at_tip: bool = False) -> ScriptedDaemon:
+        """One poll's records; `at_tip` when they reach the end of what the shard holds now."""
         return self._send(
             {
                 "action": "processRecords",
-                "millisBehindLatest": 0,
+                "millisBehindLatest": 0 if at_tip else 1000,
                 "records": [kcl_record(seq, data) for seq, data in records],
             }
         )

@@ -7,6 +7,7 @@ Decoding is strict on the fields we count by and lenient on the rest: producers 
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -16,6 +17,9 @@ import msgspec
 
 MAX_EVENT_BYTES = 16 * 1024
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+# Older than the stream's retention (7 days) plus the dead-letter queue's (14 days), so that a
+# re-driven record is still counted; older still is a producer's broken clock.
+MAX_EVENT_AGE = timedelta(days=30)
 
 
 class EventType(StrEnum):
@@ -33,6 +37,7 @@ class Reason(StrEnum):
     UNKNOWN_EVENT_TYPE = "UNKNOWN_EVENT_TYPE"
     INVALID_FIELD = "INVALID_FIELD"
     FUTURE_TIMESTAMP = "FUTURE_TIMESTAMP"
+    STALE_TIMESTAMP = "STALE_TIMESTAMP"
 
 
 class InvalidEvent(ValueError):
@@ -43,7 +48,10 @@ class InvalidEvent(ValueError):
 
 
 Text = Annotated[str, msgspec.Meta(max_length=2048)]
-Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+# The fields that become item keys stay within DynamoDB's 1,024 bytes for the `by-bucket` index's
+# sort key, even in 4-byte UTF-8: an oversized key would fail every retry of its flush.
+Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
+SourceIp = Annotated[str, msgspec.Meta(max_length=64)]
 UtcTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
@@ -54,7 +62,7 @@ class UsageEvent(msgspec.Struct, frozen=True, rename="camel"):
     timestamp: UtcTime
     user_email: Email | None = None
     api_key_id: Text | None = None
-    source_ip: Text | None = None
+    source_ip: SourceIp | None = None
     environment: Text | None = None
     http_method: Text | None = None
     resource_path: Text | None = None
@@ -71,6 +79,7 @@ class _Envelope(msgspec.Struct):
     eventType: object = None
 
 
+_QUOTED = re.compile(r"'[^']*'")  # msgspec quotes values so; it names types and paths in backticks
 _decoder = msgspec.json.Decoder(UsageEvent)
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
 
@@ -82,13 +91,20 @@ def decode_event(data: bytes, now: datetime) -> UsageEvent:
     try:
         event = _decoder.decode(data)
     except msgspec.ValidationError as exc:
-        raise _classify(data, str(exc)) from None
+        raise _classify(data, _without_values(str(exc))) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         # msgspec reports bad UTF-8 inside a string as UnicodeDecodeError, not DecodeError.
         raise InvalidEvent(Reason.NOT_JSON, str(exc)) from None
     if event.timestamp - now > MAX_CLOCK_SKEW:
         raise InvalidEvent(Reason.FUTURE_TIMESTAMP, f"{event.timestamp.isoformat()} is ahead of {now}")
+    if now - event.timestamp > MAX_EVENT_AGE:
+        raise InvalidEvent(Reason.STALE_TIMESTAMP, f"{event.timestamp.isoformat()} is long before {now}")
     return event
+
+
+def _without_values(message: str) -> str:
+    """msgspec's message without the offending value, which may be anything (even a secret)."""
+    return _QUOTED.sub("'…'", message)
 
 
 def _classify(data: bytes, detail: str) -> InvalidEvent:

@@ -109,13 +109,23 @@ class ShardAccumulator:
             self._seal_at_cut()
 
     def seal(self) -> None:
-        """Close the current batch (flush due, or shutting down).
+        """Close the current batch (flush due, or shutting down); does nothing while replaying.
 
-        Safe while replaying too: a range inside an original range never straddles an item's
-        watermark, so each item either has all of it already or none of it.
+        A replay must re-apply the half-applied range whole. Flushing a part of it would record
+        that part as the shard's intent and checkpoint it, and the range's true end, the only
+        thing that keeps the next replay from straddling the watermarks it left, would be lost.
         """
-        if self._records:
+        if self._records and not self.cut_points:
             self._seal()
+
+    def caught_up(self) -> None:
+        """Every record of the shard up to its tip (or end) was added.
+
+        A cut still ahead then lies beyond any record of this shard: the intent was written for
+        another incarnation of the stream (deleted and recreated under the same name). Dropping it
+        lets the shard flush again instead of waiting forever for a record that will never come.
+        """
+        self.cut_points.clear()
 
     def take_sealed(self) -> list[Batch]:
         sealed, self._sealed = self._sealed, []

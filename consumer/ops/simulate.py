@@ -65,13 +65,21 @@ def simulate(
     os.environ.setdefault("ENABLE_KINESIS_ANALYTICS", "true")
     # The emulator can stall for a second under load; real Kinesis keeps the tight default.
     os.environ.setdefault("KINESIS_READ_TIMEOUT_SECONDS", "2")
+    if users < 1 and not keys:
+        raise ValueError("nothing to simulate: give --users above 0 or at least one --key")
     handler.reset()
     rng = random.Random(seed)
     dynamodb = aws.client("dynamodb", settings.region)
-    created = _create_users(dynamodb, settings.api_keys_table, users, keystore)
-    secrets = [user.secret for user in created] + list(keys)
-    if not secrets:
-        raise ValueError("nothing to simulate: give --users above 0 or at least one --key")
+    created: list[SimUser] = []
+    try:  # whatever was created is revoked, even if creating the rest or the run fails
+        _create_users(dynamodb, settings.api_keys_table, users, keystore, created)
+        return _run(handler, rng, [user.secret for user in created] + list(keys), rate, duration)
+    finally:
+        for user in created:
+            keystore.revoke_key(dynamodb, settings.api_keys_table, user.key_id)
+
+
+def _run(handler: Any, rng: random.Random, secrets: list[str], rate: float, duration: float) -> Summary:
     weights = [10.0 if i < HOT_USERS else 1.0 for i in range(len(secrets))]
     summary = Summary()
     started = time.monotonic()
@@ -88,19 +96,16 @@ def simulate(
         stats = handler.producer_stats()
         summary.sent, summary.failed, summary.dropped = stats.sent, stats.failed, stats.dropped
         summary.seconds = time.monotonic() - started
-        for user in created:
-            keystore.revoke_key(dynamodb, settings.api_keys_table, user.key_id)
     return summary
 
 
-def _create_users(dynamodb: Any, table: str, count: int, keystore: Any) -> list[SimUser]:
-    population = []
+def _create_users(dynamodb: Any, table: str, count: int, keystore: Any, into: list[SimUser]) -> None:
+    """Appends each user as soon as its key exists, so the caller can revoke a partial population."""
     for i in range(count):
         email = f"user{i:03d}@example.com"
         plan = "free" if i < HOT_USERS else "pro"
         key_id, secret = keystore.create_key(dynamodb, table, email, plan, time.time)
-        population.append(SimUser(email, key_id, secret))
-    return population
+        into.append(SimUser(email, key_id, secret))
 
 
 def _request(rng: random.Random, secrets: list[str], weights: list[float]) -> dict[str, Any]:

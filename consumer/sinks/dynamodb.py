@@ -12,8 +12,8 @@ import itertools
 import random
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 BUCKET_INDEX = "by-bucket"
 _MAX_BACKOFF = 8.0
 TTL_ATTRIBUTE = "expiresAt"
+# Concurrent writers of one TOTAL item may move its firstSeen/lastSeen between our tries; rare.
+_SEEN_ATTEMPTS = 4
 COUNTERS = ("calls", "authFailures", "rateLimited")  # the counter attributes of every analytics item
 
 
@@ -116,9 +118,11 @@ class DynamoDBSink:
     def write(self, batch: Batch) -> None:
         """Write the batch, retrying the whole (idempotent) write through outages for a bounded time.
 
-        botocore already retries each call a few times; this outer loop rides out an outage of
-        up to `retry_for` seconds. Past that, `SinkUnavailable`: the processor exits without
-        checkpointing and the records are replayed after the restart.
+        botocore already retries each call a few times (`consumer.aws.FLUSH_CONFIG`); this outer
+        loop rides out an outage of up to `retry_for` seconds. Past that, `SinkUnavailable`: the
+        processor exits without checkpointing and the records are replayed after the restart. An
+        attempt stops at its first failed update, so the whole write ends within `retry_for` plus
+        one call's worst case.
         """
         deadline = self._monotonic() + self._retry_for
         for attempt in itertools.count(1):
@@ -126,12 +130,14 @@ class DynamoDBSink:
                 self._write_once(batch)
                 return
             except SinkUnavailable as exc:
-                if self._monotonic() >= deadline:
+                remaining = deadline - self._monotonic()
+                if remaining <= 0:
                     raise
                 if self._log is not None:
                     self._log.warning("flush_retry", attempt=attempt, error=str(exc)[:300])
                 # Full jitter: concurrent shards must not hammer a recovering table in step.
-                self._sleep(random.uniform(0, min(_MAX_BACKOFF, 0.5 * 2**attempt)))  # noqa: S311
+                backoff = random.uniform(0, min(_MAX_BACKOFF, 0.5 * 2**attempt))  # noqa: S311
+                self._sleep(min(backoff, remaining))
 
     def _write_once(self, batch: Batch) -> None:
         self._record_intent(batch.range)
@@ -139,7 +145,13 @@ class DynamoDBSink:
             self._pool.submit(self._apply, key, counters, batch.range)
             for key, counters in batch.aggregate.items.items()
         ]
-        errors = [exc for f in futures if (exc := f.exception()) is not None]
+        # Stop at the first failure: in an outage every queued update would wait out its own
+        # timeouts, and the flush would blow far past `retry_for`. Updates still running are
+        # left to finish; they belong to this same range, which the watermarks make idempotent.
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in pending:
+            future.cancel()
+        errors = [exc for f in done if (exc := f.exception()) is not None]
         if errors:
             raise SinkUnavailable(f"{len(errors)} of {len(futures)} item updates failed: {errors[0]}")
 
@@ -173,39 +185,87 @@ class DynamoDBSink:
             raise SinkUnavailable(f"recording the flush intent: {exc}") from exc
 
     def _apply(self, key: ItemKey, counters: Counters, flush_range: FlushRange) -> None:
-        try:
-            self._client.update_item(TableName=self._table, **_counter_update(key, counters, flush_range))
-        except ClientError as exc:
-            if aws_error_code(exc) == "ConditionalCheckFailedException":
-                return  # this shard already applied this range to this item: a replay
-            raise
-        self._faults.hit("item-written")
+        seen: dict[str, Any] | None = None  # firstSeen/lastSeen as read back after a refusal
+        for _ in range(_SEEN_ATTEMPTS):
+            request = _counter_update(key, counters, flush_range, seen)
+            try:
+                self._client.update_item(
+                    TableName=self._table, ReturnValuesOnConditionCheckFailure="ALL_OLD", **request
+                )
+            except ClientError as exc:
+                if aws_error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+                old = cast(dict[str, Any], exc.response.get("Item", {}))
+                if _applied(old, flush_range):
+                    return  # this shard already applied this range to this item: a replay
+                seen = old  # refused by firstSeen/lastSeen only: retry moving just what must move
+                continue
+            self._faults.hit("item-written")
+            return
+        raise SinkUnavailable(f"{key}: firstSeen/lastSeen kept changing under {_SEEN_ATTEMPTS} updates")
 
 
-def _counter_update(key: ItemKey, counters: Counters, flush_range: FlushRange) -> dict[str, Any]:
+def _applied(item: dict[str, Any], flush_range: FlushRange) -> bool:
+    watermark = item.get(f"w_{flush_range.shard_id}", {}).get("S")
+    return watermark is not None and watermark >= flush_range.end
+
+
+def _counter_update(
+    key: ItemKey, counters: Counters, flush_range: FlushRange, seen: dict[str, Any] | None = None
+) -> dict[str, Any]:
     sets = ["#w = :end"]
+    conditions = ["(attribute_not_exists(#w) OR #w < :end)"]
     values: dict[str, Any] = {
         ":end": {"S": flush_range.end},
         ":calls": {"N": str(counters.calls)},
         ":auth": {"N": str(counters.auth_failures)},
         ":limited": {"N": str(counters.rate_limited)},
     }
+    names = {"#w": f"w_{flush_range.shard_id}"}
     if counters.bucket is not None and counters.expires_at is not None:
         sets += ["#bucket = :bucket", "#ttl = :ttl"]
         values[":bucket"] = {"S": counters.bucket}
         values[":ttl"] = {"N": str(counters.expires_at)}
-    if counters.first_seen is not None and counters.last_seen is not None:
-        sets += ["firstSeen = if_not_exists(firstSeen, :first)", "lastSeen = :last"]
-        values[":first"] = {"S": rfc3339(counters.first_seen)}
-        values[":last"] = {"S": rfc3339(counters.last_seen)}
-    names = {"#w": f"w_{flush_range.shard_id}"}
-    if counters.bucket is not None:
         names |= {"#bucket": "bucket", "#ttl": TTL_ATTRIBUTE}
+    if counters.first_seen is not None and counters.last_seen is not None:
+        first, last = rfc3339(counters.first_seen), rfc3339(counters.last_seen)
+        seen_sets, seen_conditions = _seen_bounds(first, last, seen)
+        sets += seen_sets
+        conditions += seen_conditions
+        used = " ".join(seen_sets)
+        values |= {name: {"S": value} for name, value in ((":first", first), (":last", last)) if name in used}
     return {
         "Key": {"pk": {"S": key[0]}, "sk": {"S": key[1]}},
         "UpdateExpression": "ADD calls :calls, authFailures :auth, rateLimited :limited SET "
         + ", ".join(sets),
-        "ConditionExpression": "attribute_not_exists(#w) OR #w < :end",
+        "ConditionExpression": " AND ".join(conditions),
         "ExpressionAttributeNames": names,
         "ExpressionAttributeValues": values,
     }
+
+
+def _seen_bounds(first: str, last: str, seen: dict[str, Any] | None) -> tuple[list[str], list[str]]:
+    """SET clauses and conditions that only ever move firstSeen earlier and lastSeen later.
+
+    A shard's events are not in timestamp order (many Lambda containers write to it), so a later
+    flush may hold an earlier event. DynamoDB has no min/max: the first try assumes the usual case
+    (firstSeen already earlier, lastSeen older) under conditions; when one refuses, the item read
+    back says which bound must move, and the retry moves only that one. RFC 3339 strings of one
+    format sort as times.
+    """
+    if seen is None:
+        return (
+            ["firstSeen = if_not_exists(firstSeen, :first)", "lastSeen = :last"],
+            [
+                "(attribute_not_exists(firstSeen) OR firstSeen <= :first)",
+                "(attribute_not_exists(lastSeen) OR lastSeen <= :last)",
+            ],
+        )
+    sets, conditions = [], []
+    if seen.get("firstSeen", {}).get("S", "~") > first:
+        sets.append("firstSeen = :first")
+        conditions.append("(attribute_not_exists(firstSeen) OR firstSeen > :first)")
+    if seen.get("lastSeen", {}).get("S", "") < last:
+        sets.append("lastSeen = :last")
+        conditions.append("(attribute_not_exists(lastSeen) OR lastSeen < :last)")
+    return sets, conditions

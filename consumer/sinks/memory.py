@@ -37,7 +37,8 @@ class MemorySink:
         item["authFailures"] += counters.auth_failures
         item["rateLimited"] += counters.rate_limited
         if counters.first_seen and counters.last_seen:
-            item.setdefault("firstSeen", rfc3339(counters.first_seen))
-            item["lastSeen"] = rfc3339(counters.last_seen)
+            first, last = rfc3339(counters.first_seen), rfc3339(counters.last_seen)
+            item["firstSeen"] = min(item.get("firstSeen", first), first)
+            item["lastSeen"] = max(item.get("lastSeen", last), last)
         if counters.expires_at is not None:
             item["expiresAt"] = counters.expires_at

@@ -1,8 +1,9 @@
-"""Shared fixtures: moto in-process, a fake clock, event builders, a stream reader."""
+"""Shared fixtures: moto in-process, a fake clock, event builders, a stream reader, dead endpoints."""
 
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +78,35 @@ def aws() -> Iterator[Aws]:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def black_hole() -> Iterator[str]:
+    """A TCP listener that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(128)
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    server.close()
+
+
+def closed_port() -> str:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return f"http://127.0.0.1:{port}"
+
+
+def count_calls(client: Any, operation: str, stage: str = "before-call") -> list[int]:
+    """Counts a DynamoDB operation's calls; with stage "before-send", each attempt on the wire."""
+    calls = [0]
+
+    def hook(**_: Any) -> None:
+        calls[0] += 1
+
+    client.meta.events.register(f"{stage}.dynamodb.{operation}", hook)
+    return calls
 
 
 def new_key(aws: Aws, email: str = "ada@example.com", plan: str = "free") -> tuple[str, str]:

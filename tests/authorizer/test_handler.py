@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 import authorizer.handler as handler_module
 import authorizer.service as service_module
 from authorizer.errors import Unauthorized
+from authorizer.events import partition_key
 from authorizer.keystore import get_key, revoke_key
 from authorizer.producer import NullProducer
 from authorizer.service import Authorizer
@@ -22,6 +25,7 @@ from tests.authorizer.conftest import (
     STREAM,
     Aws,
     FakeClock,
+    count_calls,
     http_v2_event,
     new_key,
     rest_event,
@@ -51,6 +55,51 @@ def make(aws: Aws, clock: FakeClock, settings: Settings = SETTINGS) -> Authorize
     return Authorizer(settings, dynamodb=aws.dynamodb, kinesis=aws.kinesis, clock=clock)
 
 
+def expected_event(
+    event_type: str, reason: str | None = None, key_id: str | None = None, email: str | None = None
+) -> dict[str, Any]:
+    """The whole event `rest_event` yields, as read back with its partition key (user, else source IP)."""
+    return {
+        **REQUEST_FIELDS,
+        "partitionKey": partition_key({"userEmail": email, "sourceIp": REQUEST_FIELDS["sourceIp"]}),
+        "eventType": event_type,
+        "userEmail": email,
+        "apiKeyId": key_id,
+        "reason": reason,
+    }
+
+
+class StaleReplica:
+    """The keys table as an eventually consistent read may see it just after a write: not there yet."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.consistent_reads: list[bool] = []
+
+    def get_item(self, **kwargs: Any) -> dict[str, Any]:
+        self.consistent_reads.append(kwargs["ConsistentRead"])
+        return self._client.get_item(**kwargs) if kwargs["ConsistentRead"] else {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+class BrokenProducer(NullProducer):
+    """Raises from `emit` or `flush`, quoting the event as a careless client library might."""
+
+    def __init__(self, broken: str) -> None:
+        self.broken = broken
+
+    def emit(self, event: dict[str, Any]) -> None:
+        if self.broken == "emit":
+            raise RuntimeError(f"cannot send {event}")
+
+    def flush(self, timeout_s: float) -> bool:
+        if self.broken == "flush":
+            raise RuntimeError("flush failed")
+        return True
+
+
 def sent_events(aws: Aws, authorizer: Authorizer) -> list[dict[str, Any]]:
     assert authorizer.producer.flush(5)
     events = aws.read_stream()
@@ -58,16 +107,6 @@ def sent_events(aws: Aws, authorizer: Authorizer) -> list[dict[str, Any]]:
         assert UUID.match(event.pop("eventId"))
         assert re.fullmatch(r"2026-11-18T11:0\d:\d\d\.\d{3}Z", event.pop("timestamp"))
     return events
-
-
-def count_calls(client: Any, operation: str) -> list[int]:
-    calls = [0]
-
-    def hook(**_: Any) -> None:
-        calls[0] += 1
-
-    client.meta.events.register(f"before-call.dynamodb.{operation}", hook)
-    return calls
 
 
 def test_valid_key_is_allowed_and_metered(aws: Aws, clock: FakeClock) -> None:
@@ -87,15 +126,9 @@ def test_valid_key_is_allowed_and_metered(aws: Aws, clock: FakeClock) -> None:
         "apiKeyId": key_id,
         "plan": "free",
     }
-    [event] = sent_events(aws, authorizer)
-    assert event.pop("partitionKey") != "203.0.113.9"
-    assert event == {
-        **REQUEST_FIELDS,
-        "eventType": "API_CALL",
-        "userEmail": "ada@example.com",
-        "apiKeyId": key_id,
-        "reason": None,
-    }
+    assert sent_events(aws, authorizer) == [
+        expected_event("API_CALL", key_id=key_id, email="ada@example.com")
+    ]
     assert get_key(aws.dynamodb, KEYS_TABLE, key_id).last_used_at == "2026-11-18T11:06:40.250Z"  # type: ignore[union-attr]
 
 
@@ -114,16 +147,7 @@ def test_key_problems_are_denied_anonymously(aws: Aws, clock: FakeClock, headers
     response = authorizer.handle(rest_event(headers))
     assert response["policyDocument"]["Statement"][0]["Effect"] == "Deny"
     assert response["context"] == {"outcome": "AUTH_FAILED", "reason": reason}
-    assert sent_events(aws, authorizer) == [
-        {
-            **REQUEST_FIELDS,
-            "partitionKey": "203.0.113.9",
-            "eventType": "API_AUTH_FAILED",
-            "userEmail": None,
-            "apiKeyId": None,
-            "reason": reason,
-        }
-    ]
+    assert sent_events(aws, authorizer) == [expected_event("API_AUTH_FAILED", reason)]
 
 
 def test_unknown_key_is_denied(aws: Aws, clock: FakeClock) -> None:
@@ -138,9 +162,7 @@ def test_unknown_key_is_denied(aws: Aws, clock: FakeClock) -> None:
     for presented in (stranger, forged):
         assert authorizer.handle(rest_event({"x-api-key": presented}))["context"]["reason"] == "UNKNOWN_KEY"
     events = sent_events(aws, authorizer)
-    assert [(e["eventType"], e["reason"], e["apiKeyId"], e["userEmail"]) for e in events] == [
-        ("API_AUTH_FAILED", "UNKNOWN_KEY", None, None)
-    ] * 2
+    assert events == [expected_event("API_AUTH_FAILED", "UNKNOWN_KEY")] * 2
     assert key_id not in str(events)
 
 
@@ -154,12 +176,10 @@ def test_revoked_key_is_denied_after_the_cache_ttl(aws: Aws, clock: FakeClock) -
     clock.advance(SETTINGS.key_cache_ttl_seconds)
     response = authorizer.handle(event)
     assert response["context"]["reason"] == "REVOKED_KEY"
-    [_, revoked] = sent_events(aws, authorizer)
-    assert (revoked["eventType"], revoked["apiKeyId"], revoked["userEmail"]) == (
-        "API_AUTH_FAILED",
-        key_id,
-        "ada@example.com",
-    )
+    assert sent_events(aws, authorizer) == [
+        expected_event("API_CALL", key_id=key_id, email="ada@example.com"),
+        expected_event("API_AUTH_FAILED", "REVOKED_KEY", key_id, "ada@example.com"),
+    ]
 
 
 def test_second_limit_denies_then_recovers(aws: Aws, clock: FakeClock) -> None:
@@ -170,11 +190,11 @@ def test_second_limit_denies_then_recovers(aws: Aws, clock: FakeClock) -> None:
     outcomes = [authorizer.handle(event)["context"] for _ in range(7)]
     assert [c["outcome"] for c in outcomes] == ["ALLOWED"] * 5 + ["RATE_LIMITED"] * 2
     assert outcomes[5]["reason"] == "RATE_LIMIT_SECOND" and outcomes[5]["retryAfter"] == 1
-    events = sent_events(aws, authorizer)
-    assert [(e["eventType"], e["reason"]) for e in events] == [("API_CALL", None)] * 5 + [
-        ("API_RATE_LIMITED", "RATE_LIMIT_SECOND")
-    ] * 2
-    assert {e["apiKeyId"] for e in events} == {key_id} and len({e["partitionKey"] for e in events}) == 1
+    assert (
+        sent_events(aws, authorizer)
+        == [expected_event("API_CALL", key_id=key_id, email="ada@example.com")] * 5
+        + [expected_event("API_RATE_LIMITED", "RATE_LIMIT_SECOND", key_id, "ada@example.com")] * 2
+    )
     clock.advance(1)
     assert authorizer.handle(event)["context"]["outcome"] == "ALLOWED"
 
@@ -205,7 +225,8 @@ def test_refusals_are_remembered_locally(aws: Aws, clock: FakeClock) -> None:
 
 
 def test_unknown_ids_are_negatively_cached(aws: Aws, clock: FakeClock) -> None:
-    """Repeating an unknown key reads DynamoDB once; known keys are read once per TTL."""
+    """Repeating an unknown key reads DynamoDB twice (a read, then its consistent confirmation) and no
+    more; known keys are read once per TTL."""
     from authorizer.keys import generate_key
 
     _, stranger = generate_key()
@@ -215,7 +236,60 @@ def test_unknown_ids_are_negatively_cached(aws: Aws, clock: FakeClock) -> None:
     for _ in range(50):
         authorizer.handle(rest_event({"x-api-key": stranger}))
         authorizer.handle(rest_event({"x-api-key": secret}))
-    assert reads[0] == 2
+    assert reads[0] == 2 + 1
+
+
+def test_a_key_created_a_moment_ago_is_allowed(aws: Aws, clock: FakeClock) -> None:
+    """A miss of the eventually consistent read is confirmed by a consistent one, so a new key is not
+    refused (and negatively cached) while replicas catch up."""
+    _, secret = new_key(aws)
+    replica = StaleReplica(aws.dynamodb)
+    authorizer = Authorizer(SETTINGS, dynamodb=replica, kinesis=aws.kinesis, clock=clock)  # type: ignore[arg-type]
+    assert authorizer.handle(rest_event({"x-api-key": secret}))["context"]["outcome"] == "ALLOWED"
+    assert authorizer.handle(rest_event({"x-api-key": secret}))["context"]["outcome"] == "ALLOWED"
+    assert replica.consistent_reads == [False, True]  # then cached
+
+
+@pytest.mark.parametrize("method_arn", [None, "", "arn:aws:execute-api:" + "a" * 3000, "arn:aws:\u00e9"])
+def test_rest_request_without_a_usable_method_arn_is_refused(
+    aws: Aws, clock: FakeClock, method_arn: str | None
+) -> None:
+    """A valid key never gets an Allow on "*": a REST event without a usable ARN is MALFORMED_REQUEST."""
+    _, secret = new_key(aws)
+    authorizer = make(aws, clock)
+    reads = count_calls(aws.dynamodb, "GetItem")
+    response = authorizer.handle(rest_event({"x-api-key": secret}, methodArn=method_arn))
+    assert response["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+    assert response["context"] == {"outcome": "AUTH_FAILED", "reason": "MALFORMED_REQUEST"}
+    assert reads[0] == 0
+    assert sent_events(aws, authorizer) == [expected_event("API_AUTH_FAILED", "MALFORMED_REQUEST")]
+
+
+def test_blank_api_key_header_does_not_hide_a_bearer_token(aws: Aws, clock: FakeClock) -> None:
+    """An empty or non-string `x-api-key` falls back to `Authorization: Bearer`."""
+    _, secret = new_key(aws, plan="pro")
+    authorizer = make(aws, clock)
+    for blank in ["", "  ", None, 42]:
+        event = rest_event({"x-api-key": blank, "Authorization": f"Bearer {secret}"})
+        assert authorizer.handle(event)["context"]["outcome"] == "ALLOWED"
+
+
+@pytest.mark.parametrize("broken", ["emit", "flush"])
+def test_a_failing_producer_costs_the_event_not_the_answer(
+    aws: Aws, clock: FakeClock, caplog: pytest.LogCaptureFixture, broken: str
+) -> None:
+    """Whatever the producer raises is counted as failed and logged by type only, never raised."""
+    _, secret = new_key(aws)
+    authorizer = Authorizer(
+        replace(SETTINGS, flush_on_return_ms=10),
+        dynamodb=aws.dynamodb,
+        clock=clock,
+        producer=BrokenProducer(broken),
+    )
+    assert authorizer.handle(rest_event({"x-api-key": secret}))["context"]["outcome"] == "ALLOWED"
+    assert authorizer.producer_stats().failed == 1
+    assert "usage event not emitted: error=RuntimeError" in caplog.text
+    assert "ada@example.com" not in caplog.text and secret not in caplog.text
 
 
 def test_negative_cache_is_bounded(aws: Aws, clock: FakeClock) -> None:
@@ -312,6 +386,8 @@ class TestLambdaHandler:
     def environment(self, aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Any:
         monkeypatch.setenv("ENVIRONMENT", "test")
         monkeypatch.setenv("ENABLE_KINESIS_ANALYTICS", "true")
+        # the lazily built instance gets a fake clock, so rate-limit windows do not depend on timing
+        monkeypatch.setattr(handler_module, "Authorizer", functools.partial(Authorizer, clock=FakeClock()))
         handler_module.reset()
         yield
         handler_module.reset()

@@ -53,3 +53,13 @@ def test_http_v2_simple_response() -> None:
     )
     assert allowed["isAuthorized"] is True and allowed["context"]["apiKeyId"] == "abcdefghijkl"
     assert denied == {"isAuthorized": False, "context": {"outcome": "AUTH_FAILED", "reason": "UNKNOWN_KEY"}}
+
+
+def test_allow_never_names_every_method() -> None:
+    """Without a method ARN even an allowed decision answers Deny: an Allow on "*" would open the API."""
+    response = build_response(Decision(Outcome.ALLOWED, CALLER), parse_request(rest_event(methodArn=None)))
+    assert response["policyDocument"]["Statement"][0] == {
+        "Action": "execute-api:Invoke",
+        "Effect": "Deny",
+        "Resource": "*",
+    }

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,6 +12,7 @@ from botocore.exceptions import ClientError
 from authorizer.clients import kinesis_client
 from authorizer.producer import KinesisProducer
 from authorizer.settings import Settings
+from tests.authorizer.conftest import closed_port
 
 EVENT = {"userEmail": "ada@example.com", "sourceIp": "1.2.3.4", "eventType": "API_CALL"}
 
@@ -96,24 +95,6 @@ def test_full_queue_drops_instead_of_blocking() -> None:
     assert producer.stats().dropped >= 89
     fake.gate.set()
     assert producer.flush(5)
-
-
-@pytest.fixture
-def black_hole() -> Iterator[str]:
-    """A TCP listener that accepts connections and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(128)
-    yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    server.close()
-
-
-def closed_port() -> str:
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    return f"http://127.0.0.1:{port}"
 
 
 @pytest.mark.parametrize("dead", ["black_hole", "refused"])

@@ -46,6 +46,23 @@ def test_bearer_token_is_read_when_no_api_key_header() -> None:
     assert parse_request(rest_event({"authorization": "bearer  ck_b "})).presented_key == "ck_b"
 
 
+def test_unusable_api_key_header_falls_back_to_bearer() -> None:
+    """An empty, blank or non-string `x-api-key` does not hide an `Authorization: Bearer` key; with a
+    key in neither, a malformed value is reported over an absent one."""
+    for value in ["", "  ", None, 42, ["ck_a"]]:
+        request = parse_request(rest_event({"x-api-key": value, "Authorization": "Bearer ck_b"}))
+        assert (request.presented_key, request.key_problem) == ("ck_b", None)
+    assert parse_request(rest_event({"x-api-key": 42, "Authorization": "Basic x"})).key_problem is (
+        KeyProblem.MALFORMED_KEY
+    )
+    assert parse_request(rest_event({"x-api-key": "", "Authorization": "Bearer \u00e9"})).key_problem is (
+        KeyProblem.MALFORMED_KEY
+    )
+    assert parse_request(rest_event({"x-api-key": "", "Authorization": "Basic x"})).key_problem is (
+        KeyProblem.MISSING_KEY
+    )
+
+
 def test_multi_value_headers_are_read() -> None:
     """A key only in `multiValueHeaders` is found."""
     event = rest_event(None, multiValueHeaders={"x-api-key": ["ck_m"]})

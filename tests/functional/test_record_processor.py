@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 
 import orjson
 import pytest
 import structlog
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
@@ -205,6 +206,44 @@ def test_crash_mid_flush_then_replay_counts_exactly_once(
     daemon = ScriptedDaemon().initialize(SHARD, checkpoint)
     for chunk in _chunks(replay, replay_batches):
         daemon.records(chunk)
+    daemon.shutdown_requested().run(_processor(sink, clock, interval=0.0))
+    assert _counts(sink) == _counts(_ground_truth(records))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    users=st.lists(st.sampled_from(["a@x.io", "b@x.io", "c@x.io", None]), min_size=1, max_size=40),
+    runs=st.lists(
+        st.tuples(
+            st.lists(st.integers(1, 7), min_size=1, max_size=6),  # batch sizes of this run
+            st.integers(1, 6),  # batches delivered before the interruption
+            st.one_of(st.none(), st.integers(0, 12)),  # a flush dies after N items, or SIGTERM
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+)
+@example(users=["a@x.io"] * 20, runs=[([7], 1, 1), ([3], 1, None)])  # a flush of a replay's part
+def test_interruptions_during_replays_still_count_exactly_once(
+    users: list[str | None], runs: list[tuple[list[int], int, int | None]]
+) -> None:
+    """Crashes and graceful handoffs, one after another and in the middle of replays, stay exact."""
+    records = [(i + 1, orjson.dumps(event(email=u))) for i, u in enumerate(users)]
+    sink, clock, checkpoint = MemorySink(), FakeClock(), "TRIM_HORIZON"
+    for sizes, delivered, crash_after_items in runs:
+        daemon = ScriptedDaemon().initialize(SHARD, checkpoint)
+        remaining = [r for r in records if checkpoint == "TRIM_HORIZON" or r[0] > int(checkpoint)]
+        for chunk in _chunks(remaining, sizes)[:delivered]:
+            daemon.records(chunk)
+        if crash_after_items is None:
+            daemon.shutdown_requested()
+        sink.fail_after_items = crash_after_items
+        with contextlib.suppress(SystemExit):  # died mid-flush: the daemon restarts the child
+            daemon.run(_processor(sink, clock, interval=0.0))
+        checkpoint = daemon.last_checkpoint or checkpoint
+    sink.fail_after_items = None
+    remaining = [r for r in records if checkpoint == "TRIM_HORIZON" or r[0] > int(checkpoint)]
+    daemon = ScriptedDaemon().initialize(SHARD, checkpoint).records(remaining, at_tip=True)
     daemon.shutdown_requested().run(_processor(sink, clock, interval=0.0))
     assert _counts(sink) == _counts(_ground_truth(records))
 

@@ -14,26 +14,13 @@ from consumer.ops.replay import ProgressFiles
 from consumer.processor import LoggedDeadLetters, UsageRecordProcessor
 from consumer.settings import CountingWindow, Settings
 from consumer.sinks.memory import MemorySink
-from tests.factories import event, kcl_record
+from tests.factories import event
 from tests.kcl_fake import ScriptedDaemon
 
 SHARD = "shardId-000000000000"
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 START = datetime(2026, 11, 24, 17, 52, tzinfo=UTC)
 WINDOW = CountingWindow(START, START + timedelta(minutes=2))
-
-
-class Daemon(ScriptedDaemon):
-    def polled(self, records: list[tuple[int, bytes]], millis_behind_latest: int) -> Daemon:
-        """A processRecords action with a chosen distance from the tip."""
-        self._send(
-            {
-                "action": "processRecords",
-                "millisBehindLatest": millis_behind_latest,
-                "records": [kcl_record(seq, data) for seq, data in records],
-            }
-        )
-        return self
 
 
 class Reports:
@@ -69,7 +56,7 @@ def test_events_outside_the_window_advance_the_shard_uncounted() -> None:
     """Only events stamped in [from, to) count; the checkpoint still covers every record."""
     sink = MemorySink()
     records = [_at(-0.5, 1), _at(0, 2), _at(1.9, 3), _at(2, 4), _at(3, 5)]
-    daemon = Daemon().initialize(SHARD, "AT_TIMESTAMP").polled(records, 100).shutdown_requested()
+    daemon = ScriptedDaemon().initialize(SHARD, "AT_TIMESTAMP").records(records).shutdown_requested()
     daemon.run(_processor(sink))
     assert daemon.checkpoints == [("5", 0)]
     assert sink.items[("USER#alice@example.com", "TOTAL")]["calls"] == 2
@@ -83,10 +70,10 @@ def test_at_the_tip_it_flushes_checkpoints_then_reports_once() -> None:
     """Behind the tip nothing is reported; at the tip counts are written and checkpointed first."""
     sink, reports = MemorySink(), Reports()
     processor = _processor(sink, reports)
-    daemon = Daemon().initialize(SHARD).polled([_at(0, 1)], 5000)
+    daemon = ScriptedDaemon().initialize(SHARD).records([_at(0, 1)])
     daemon.run(processor)
     assert reports.seen == [] and daemon.checkpoints == []
-    daemon.polled([_at(1, 2)], 0).polled([], 0).run(processor)
+    daemon.records([_at(1, 2)], at_tip=True).records([], at_tip=True).run(processor)
     assert daemon.checkpoints == [("2", 0)]
     assert sink.items[("GLOBAL", "HOUR#2026-11-24T17")]["calls"] == 2
     assert reports.seen == [("caught-up", SHARD)]
@@ -95,7 +82,7 @@ def test_at_the_tip_it_flushes_checkpoints_then_reports_once() -> None:
 def test_an_empty_shard_at_the_tip_is_caught_up() -> None:
     """A shard with nothing after the start position is done at its first poll."""
     reports = Reports()
-    daemon = Daemon().initialize(SHARD, "AT_TIMESTAMP").polled([], 0)
+    daemon = ScriptedDaemon().initialize(SHARD, "AT_TIMESTAMP").records([], at_tip=True)
     daemon.run(_processor(MemorySink(), reports))
     assert reports.seen == [("caught-up", SHARD)] and daemon.checkpoints == []
 
@@ -103,7 +90,11 @@ def test_an_empty_shard_at_the_tip_is_caught_up() -> None:
 def test_a_refused_checkpoint_is_not_reported() -> None:
     """A shard whose lease moved has not finished its part: no report."""
     reports = Reports()
-    daemon = Daemon(checkpoint_error="ShutdownException").initialize(SHARD).polled([_at(0, 1)], 0)
+    daemon = (
+        ScriptedDaemon(checkpoint_error="ShutdownException")
+        .initialize(SHARD)
+        .records([_at(0, 1)], at_tip=True)
+    )
     daemon.run(_processor(MemorySink(), reports))
     assert reports.seen == []
 
@@ -111,7 +102,7 @@ def test_a_refused_checkpoint_is_not_reported() -> None:
 def test_shard_end_is_reported_after_its_checkpoint() -> None:
     """A closed shard reports `ended` once every record is counted and the shard end checkpointed."""
     reports = Reports()
-    daemon = Daemon().initialize(SHARD).polled([_at(0, 1)], 100).shard_ended()
+    daemon = ScriptedDaemon().initialize(SHARD).records([_at(0, 1)]).shard_ended()
     daemon.run(_processor(MemorySink(), reports))
     assert daemon.checkpoints == [("1", 0), (None, None)]
     assert reports.seen == [("ended", SHARD)]
@@ -119,7 +110,7 @@ def test_shard_end_is_reported_after_its_checkpoint() -> None:
 
 def test_without_progress_the_tip_changes_nothing() -> None:
     """The live consumer (no progress) keeps its flush interval at the tip."""
-    daemon = Daemon().initialize(SHARD).polled([_at(0, 1)], 0)
+    daemon = ScriptedDaemon().initialize(SHARD).records([_at(0, 1)], at_tip=True)
     daemon.run(_processor(MemorySink()))
     assert daemon.checkpoints == []
 

@@ -41,6 +41,8 @@ def _poison(template: dict[str, Any]) -> dict[bytes, str]:
         (template | {"eventType": "API_TELEPORT", "requestId": "poison 7"}, "UNKNOWN_EVENT_TYPE"),
         (template | {"timestamp": future, "requestId": "poison 8"}, "FUTURE_TIMESTAMP"),
         (template | {"userAgent": "x" * 20 * 1024, "requestId": "poison 9"}, "OVERSIZE"),
+        (template | {"timestamp": "0001-01-01T00:00:00+14:00", "requestId": "poison 10"}, "STALE_TIMESTAMP"),
+        (template | {"sourceIp": "9" * 1500, "requestId": "poison 11"}, "INVALID_FIELD"),
     ]
     return {(d if isinstance(d, bytes) else orjson.dumps(d)): reason for d, reason in kinds}
 

@@ -41,6 +41,10 @@ def test_ignores_unknown_fields_and_accepts_null_user() -> None:
         (orjson.dumps(event(timestamp="2026-11-24T17:52:13")), Reason.INVALID_FIELD),
         (orjson.dumps(event(userEmail=42)), Reason.INVALID_FIELD),
         (orjson.dumps(event(at=NOW + timedelta(hours=1))), Reason.FUTURE_TIMESTAMP),
+        (orjson.dumps(event(at=NOW - timedelta(days=31))), Reason.STALE_TIMESTAMP),
+        (orjson.dumps(event(timestamp="0001-01-01T00:00:00.000+14:00")), Reason.STALE_TIMESTAMP),
+        (orjson.dumps(event(ip="2001:db8::1" * 10)), Reason.INVALID_FIELD),
+        (orjson.dumps(event(email="ü@" + "ü" * 300)), Reason.INVALID_FIELD),
         (b" " * (MAX_EVENT_BYTES + 1), Reason.OVERSIZE),
     ],
 )
@@ -58,3 +62,15 @@ def test_missing_timestamp_is_invalid() -> None:
     with pytest.raises(InvalidEvent) as caught:
         decode_event(orjson.dumps(payload), NOW)
     assert caught.value.reason is Reason.INVALID_FIELD
+
+
+def test_a_dead_letter_reason_never_quotes_the_bad_value() -> None:
+    """The offending value may be anything, a secret included: details name the field only."""
+    with pytest.raises(InvalidEvent) as caught:
+        decode_event(orjson.dumps(event(eventType="ck_live_secret")), NOW)
+    assert "secret" not in caught.value.detail and "$.eventType" in caught.value.detail
+
+
+def test_a_re_driven_event_weeks_old_is_still_counted() -> None:
+    """Within the stream's and the dead-letter queue's retention an old event is counted."""
+    assert decode_event(orjson.dumps(event(at=NOW - timedelta(days=21))), NOW).timestamp < NOW

@@ -66,3 +66,24 @@ def test_an_intent_of_another_shard_is_ignored() -> None:
     """Intents are per shard: another shard's range never cuts this one."""
     unfinished = FlushRange("other", None, Position("500").key())
     assert ShardAccumulator.resume("s", None, unfinished).cut_points == []
+
+
+def test_a_replay_is_not_flushed_in_parts() -> None:
+    """While a half-applied range is replayed, a due flush waits for the range's end."""
+    end = Position("9").key()
+    accumulator = ShardAccumulator.resume("s", None, FlushRange("s", None, end))
+    for sequence in ("3", "6"):
+        accumulator.add(Position(sequence), None)
+        accumulator.seal()
+    assert accumulator.take_sealed() == []
+    accumulator.add(Position("9"), None)
+    assert [b.range for b in accumulator.take_sealed()] == [FlushRange("s", None, end)]
+
+
+def test_caught_up_drops_a_cut_no_record_will_reach() -> None:
+    """At the shard's tip a cut still ahead belongs to another stream: flushing resumes."""
+    accumulator = ShardAccumulator.resume("s", None, FlushRange("s", None, Position("10" * 30).key()))
+    accumulator.add(Position("3"), None)
+    accumulator.caught_up()
+    accumulator.seal()
+    assert [b.records for b in accumulator.take_sealed()] == [1]

@@ -1,4 +1,4 @@
-"""The DynamoDB sink against moto: a claim fences the shard's previous claimant.
+"""The DynamoDB sink against moto: claims, bounded writes, and firstSeen/lastSeen.
 
 A lease taken from a worker still writing (a DynamoDB outage stops its renewals, not its flush)
 leaves two record processors on one shard. The newer claim must see the older one's recorded
@@ -7,19 +7,22 @@ range, or refuse the older one's next range, so both apply identically cut range
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 import orjson
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from consumer.core.aggregate import Aggregate
 from consumer.core.events import decode_event
 from consumer.core.flush import Batch, FlushRange, Position
-from consumer.errors import Superseded
+from consumer.errors import SinkUnavailable, Superseded
 from consumer.sinks.dynamodb import DynamoDBSink, analytics_table_spec, read_counters
 from tests.factories import event
 
@@ -40,11 +43,11 @@ def dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         yield client
 
 
-def _batch(start: int | None, end: int) -> Batch:
+def _batch(start: int | None, end: int, at: datetime = NOW) -> Batch:
     aggregate = Aggregate()
     first = 0 if start is None else start
     for _ in range(end - first):
-        aggregate.add(decode_event(orjson.dumps(event(email="ada@example.com", at=NOW)), NOW))
+        aggregate.add(decode_event(orjson.dumps(event(email="ada@example.com", at=at)), NOW))
     start_key = None if start is None else Position(str(start)).key()
     return Batch(FlushRange(SHARD, start_key, Position(str(end)).key()), aggregate, end - first)
 
@@ -74,3 +77,51 @@ def test_an_old_claimant_retrying_a_recorded_range_is_refused_too(dynamodb: Any)
     with pytest.raises(Superseded):
         old.write(_batch(None, 5))
     assert dynamodb.get_item(TableName=TABLE, Key=TOTAL).get("Item") is None
+
+
+def _seen(dynamodb: Any) -> tuple[str, str]:
+    item = dynamodb.get_item(TableName=TABLE, Key=TOTAL)["Item"]
+    return item["firstSeen"]["S"], item["lastSeen"]["S"]
+
+
+def test_first_and_last_seen_only_widen_whatever_order_events_arrive_in(dynamodb: Any) -> None:
+    """A later flush holding earlier events moves firstSeen back and leaves lastSeen alone."""
+    sink, minute = DynamoDBSink(dynamodb, TABLE, "app"), timedelta(minutes=1)
+    sink.claim(SHARD)
+    sink.write(_batch(None, 2))
+    sink.write(_batch(2, 4, at=NOW - minute))  # out of order: earlier than what was written
+    assert _seen(dynamodb) == ("2026-11-25T11:59:00.000Z", "2026-11-25T12:00:00.000Z")
+    sink.write(_batch(4, 6, at=NOW + minute))
+    sink.write(_batch(4, 6, at=NOW + minute))  # a replay: skipped whole
+    assert _seen(dynamodb) == ("2026-11-25T11:59:00.000Z", "2026-11-25T12:01:00.000Z")
+    assert _calls(dynamodb) == 6
+
+
+class _StalledTable:
+    """The first item update fails at once; every other one hangs until released (an outage)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client, self._failed = client, False
+        self.release = threading.Event()
+
+    def update_item(self, **request: Any) -> Any:
+        if request["Key"]["pk"]["S"].startswith("FLUSH#"):
+            return self._client.update_item(**request)
+        if not self._failed:
+            self._failed = True
+            raise ClientError({"Error": {"Code": "InternalServerError"}}, "UpdateItem")
+        self.release.wait(10)
+        return self._client.update_item(**request)
+
+
+def test_a_write_attempt_ends_at_its_first_failed_update(dynamodb: Any) -> None:
+    """In an outage the write gives up on time instead of waiting out every queued update."""
+    table = _StalledTable(dynamodb)
+    sink = DynamoDBSink(table, TABLE, "app", concurrency=2, retry_for=0)
+    sink.claim(SHARD)
+    started = time.monotonic()
+    with pytest.raises(SinkUnavailable):
+        sink.write(_batch(None, 3))
+    assert time.monotonic() - started < 5
+    table.release.set()
+    sink.close()
