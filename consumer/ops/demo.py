@@ -7,6 +7,7 @@ flushes and checkpoints), then the emulator.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -47,10 +48,9 @@ def run_demo(settings: Settings, *, port: int, rate: float, users: int) -> int:
         )
         show_usage(settings, user=None, last="10m", watch=2.0)
     except KeyboardInterrupt:
-        print(
+        _say(
             "\nstopping: traffic, then the consumer (flush and checkpoint), then the emulator "
-            "(Ctrl-C again kills them)",
-            file=sys.stderr,
+            "(Ctrl-C again kills them)"
         )
     finally:
         _stop_all(children, timeout=settings.shutdown_grace_seconds + 15)
@@ -67,7 +67,7 @@ def _stop_all(children: list[tuple[str, subprocess.Popen[bytes]]], timeout: floa
             if child.poll() is None:
                 os.killpg(child.pid, signal.SIGKILL)
                 child.wait()
-                print(f"  {name} killed", file=sys.stderr)
+                _say(f"  {name} killed")
 
 
 def _start(*args: str) -> subprocess.Popen[bytes]:
@@ -85,7 +85,13 @@ def _stop(name: str, child: subprocess.Popen[bytes], timeout: float) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
-    print(f"  {name} stopped (exit {child.returncode})", file=sys.stderr)
+    _say(f"  {name} stopped (exit {child.returncode})")
+
+
+def _say(line: str) -> None:
+    """Report progress; a closed terminal or pipe (`demo | tee`, then Ctrl-C) must not stop the stopping."""
+    with contextlib.suppress(OSError):
+        print(line, file=sys.stderr, flush=True)
 
 
 def _port_in_use(port: int) -> bool:

@@ -40,9 +40,13 @@ def show_usage(settings: Settings, *, user: str | None, last: str, watch: float 
         raise MeteringError("--last: at most 24h of minutes (older minutes expire after 7 days)")
     client = aws.client("dynamodb", settings.region)
     console = Console()
-    if not watch:
-        console.print(render(client, settings.analytics_table, user, window, datetime.now(UTC)))
-        return
+    if not watch or not console.is_terminal:
+        # Piped (`demo | tee`, a log file), a live view would only print its last frame: print each.
+        while True:
+            console.print(render(client, settings.analytics_table, user, window, datetime.now(UTC)))
+            if not watch:
+                return
+            time.sleep(watch)
     with Live(console=console, auto_refresh=False) as live:
         while True:
             live.update(
