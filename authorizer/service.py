@@ -32,11 +32,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 KEY_CACHE_SIZE = 10_000
 # The advisory last-used write only starts while a request is still this fast, so against a slow
-# DynamoDB it is never a fourth slow call.
+# DynamoDB it is never another slow call.
 TOUCH_ONLY_WITHIN_SECONDS = 0.1
-# What DynamoDB can cost one request at worst: the key read, its consistent re-read on a miss and the
-# rate-limit update, each one attempt (authorizer/clients.py). Kinesis never blocks the handler.
-WORST_CASE_DYNAMODB_SECONDS = 3 * DYNAMODB_CALL_LIMIT_SECONDS
+# A failed key read would be a 500 for the caller, so it gets a second attempt, at once: a stalled
+# connection is the usual cause, and a backoff would not fit the budget.
+KEY_READ_ATTEMPTS = 2
+# What DynamoDB can cost one request at worst: the key reads and the rate-limit update, one call each
+# (authorizer/clients.py). Kinesis never blocks the handler.
+WORST_CASE_DYNAMODB_SECONDS = (KEY_READ_ATTEMPTS + 1) * DYNAMODB_CALL_LIMIT_SECONDS
 
 
 class Authorizer:
@@ -121,18 +124,25 @@ class Authorizer:
         record = self._keys.get(key_id)
         if record is not None or self._unknown.get(key_id):
             return record
-        record = get_key(self._dynamodb, self.settings.api_keys_table, key_id)
-        if record is None:
-            # An eventually consistent read can miss a key created a moment ago; caching that miss
-            # would refuse the new key for the whole negative TTL. So a miss is confirmed with one
-            # consistent read (twice the read cost) before it is cached: known keys, the common
-            # case, stay at the cheap read, and a flood of unknown ids costs one more read per id.
-            record = get_key(self._dynamodb, self.settings.api_keys_table, key_id, consistent=True)
+        # Strongly consistent: an eventual read can miss a key created a moment ago, and caching that
+        # miss would refuse the new key for the whole negative TTL. A lookup happens once per key
+        # and TTL per container, so the doubled read cost is small; a flood of unknown ids costs
+        # one read each, less than an eventual read confirmed by a consistent one.
+        record = self._read_key(key_id)
         if record is None:
             self._unknown.put(key_id, True)
         else:
             self._keys.put(key_id, record)
         return record
+
+    def _read_key(self, key_id: str) -> KeyRecord | None:
+        for attempt in range(1, KEY_READ_ATTEMPTS + 1):
+            try:
+                return get_key(self._dynamodb, self.settings.api_keys_table, key_id, consistent=True)
+            except KeyStoreUnavailable:
+                if attempt == KEY_READ_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     def _touch(self, key_id: str, started: float) -> None:
         if self._touched.get(key_id) or self._clock() - started >= TOUCH_ONLY_WITHIN_SECONDS:

@@ -225,8 +225,7 @@ def test_refusals_are_remembered_locally(aws: Aws, clock: FakeClock) -> None:
 
 
 def test_unknown_ids_are_negatively_cached(aws: Aws, clock: FakeClock) -> None:
-    """Repeating an unknown key reads DynamoDB twice (a read, then its consistent confirmation) and no
-    more; known keys are read once per TTL."""
+    """Repeating an unknown key reads DynamoDB once and no more; known keys are read once per TTL."""
     from authorizer.keys import generate_key
 
     _, stranger = generate_key()
@@ -236,18 +235,18 @@ def test_unknown_ids_are_negatively_cached(aws: Aws, clock: FakeClock) -> None:
     for _ in range(50):
         authorizer.handle(rest_event({"x-api-key": stranger}))
         authorizer.handle(rest_event({"x-api-key": secret}))
-    assert reads[0] == 2 + 1
+    assert reads[0] == 1 + 1
 
 
 def test_a_key_created_a_moment_ago_is_allowed(aws: Aws, clock: FakeClock) -> None:
-    """A miss of the eventually consistent read is confirmed by a consistent one, so a new key is not
-    refused (and negatively cached) while replicas catch up."""
+    """Lookups are strongly consistent, so a new key is not refused (and negatively cached) while
+    replicas catch up."""
     _, secret = new_key(aws)
     replica = StaleReplica(aws.dynamodb)
     authorizer = Authorizer(SETTINGS, dynamodb=replica, kinesis=aws.kinesis, clock=clock)  # type: ignore[arg-type]
     assert authorizer.handle(rest_event({"x-api-key": secret}))["context"]["outcome"] == "ALLOWED"
     assert authorizer.handle(rest_event({"x-api-key": secret}))["context"]["outcome"] == "ALLOWED"
-    assert replica.consistent_reads == [False, True]  # then cached
+    assert replica.consistent_reads == [True]  # then cached
 
 
 @pytest.mark.parametrize("method_arn", [None, "", "arn:aws:execute-api:" + "a" * 3000, "arn:aws:\u00e9"])
