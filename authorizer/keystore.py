@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 # the same rule as the consumer's event decoder, so every event we emit is countable there
-_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}")
+# At most 254 characters (RFC 5321's path limit): the consumer refuses longer ones, which could not
+# be DynamoDB keys (consumer/core/events.py), so no key is ever issued to a user it cannot count.
+_EMAIL = re.compile(r"(?=.{3,254}$)[^@\s]{1,64}@[^@\s]{1,253}")
 ACTIVE = "active"
 REVOKED = "revoked"
 LAST_USED_RESOLUTION_SECONDS = 300  # last-used time is advisory: write it at most this often per key

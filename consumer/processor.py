@@ -142,7 +142,9 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
                 self._faults.hit("record-added")
             for event_type, count in counted.items():
                 self._metrics.events.labels(event_type.value).inc(count)
-            if process_records_input.millis_behind_latest == 0:
+            # Only an empty poll proves the tip was reached: a poll cut short by maxRecords still
+            # says 0 when the records left arrived within the same millisecond.
+            if process_records_input.millis_behind_latest == 0 and not process_records_input.records:
                 accumulator.caught_up()
             at_tip = (
                 self._progress is not None

@@ -79,7 +79,7 @@ class _Envelope(msgspec.Struct):
     eventType: object = None
 
 
-_QUOTED = re.compile(r"'[^']*'")  # msgspec quotes values so; it names types and paths in backticks
+_VALUE = re.compile(r"\bvalue\b.*", re.DOTALL)
 _decoder = msgspec.json.Decoder(UsageEvent)
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
 
@@ -103,8 +103,15 @@ def decode_event(data: bytes, now: datetime) -> UsageEvent:
 
 
 def _without_values(message: str) -> str:
-    """msgspec's message without the offending value, which may be anything (even a secret)."""
-    return _QUOTED.sub("'…'", message)
+    """msgspec's message without the offending value, which may be anything (even a secret).
+
+    msgspec words it `<what> - at `$.path``, naming the value only after "value" ("Invalid enum
+    value 'x'"); types and limits, in the other messages, are ours and stay.
+    """
+    what, separator, path = message.rpartition(" - at ")  # the path comes last, after any value
+    if not separator:
+        what = message
+    return _VALUE.sub("value", what) + separator + path
 
 
 def _classify(data: bytes, detail: str) -> InvalidEvent:

@@ -119,7 +119,7 @@ class ShardAccumulator:
             self._seal()
 
     def caught_up(self) -> None:
-        """Every record of the shard up to its tip (or end) was added.
+        """Every record of the shard up to its tip (an empty poll at the tip) or its end was added.
 
         A cut still ahead then lies beyond any record of this shard: the intent was written for
         another incarnation of the stream (deleted and recreated under the same name). Dropping it

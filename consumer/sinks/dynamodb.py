@@ -121,8 +121,8 @@ class DynamoDBSink:
         botocore already retries each call a few times (`consumer.aws.FLUSH_CONFIG`); this outer
         loop rides out an outage of up to `retry_for` seconds. Past that, `SinkUnavailable`: the
         processor exits without checkpointing and the records are replayed after the restart. An
-        attempt stops at its first failed update, so the whole write ends within `retry_for` plus
-        one call's worst case.
+        attempt stops at its first failed update, so the whole write ends within `retry_for` plus a
+        few calls' worst case (the intent, then an update queued behind a stuck one).
         """
         deadline = self._monotonic() + self._retry_for
         for attempt in itertools.count(1):
@@ -195,7 +195,7 @@ class DynamoDBSink:
             except ClientError as exc:
                 if aws_error_code(exc) != "ConditionalCheckFailedException":
                     raise
-                old = cast(dict[str, Any], exc.response.get("Item", {}))
+                old = cast(dict[str, Any], exc.response.get("Item")) or self._read(key)
                 if _applied(old, flush_range):
                     return  # this shard already applied this range to this item: a replay
                 seen = old  # refused by firstSeen/lastSeen only: retry moving just what must move
@@ -203,6 +203,13 @@ class DynamoDBSink:
             self._faults.hit("item-written")
             return
         raise SinkUnavailable(f"{key}: firstSeen/lastSeen kept changing under {_SEEN_ATTEMPTS} updates")
+
+    def _read(self, key: ItemKey) -> dict[str, Any]:
+        """The item as it is now, for a store that returns nothing with a refused condition."""
+        reply = self._client.get_item(
+            TableName=self._table, Key={"pk": {"S": key[0]}, "sk": {"S": key[1]}}, ConsistentRead=True
+        )
+        return cast(dict[str, Any], reply.get("Item", {}))
 
 
 def _applied(item: dict[str, Any], flush_range: FlushRange) -> bool:

@@ -52,6 +52,14 @@ def test_bad_plan_and_email_are_refused(aws: Aws) -> None:
         create_key(aws.dynamodb, KEYS_TABLE, "not an email", "free", FakeClock())
 
 
+def test_keys_go_only_to_emails_the_consumer_can_count(aws: Aws) -> None:
+    """An address over 254 characters could not be an item key in the consumer: no key for it."""
+    local = "a" * 64
+    create_key(aws.dynamodb, KEYS_TABLE, f"{local}@{'b' * 185}.com", "free", FakeClock())  # 254
+    with pytest.raises(ValueError, match="email"):
+        create_key(aws.dynamodb, KEYS_TABLE, f"{local}@{'b' * 186}.com", "free", FakeClock())
+
+
 def test_missing_table_is_a_typed_error(aws: Aws) -> None:
     """DynamoDB errors surface as KeyStoreUnavailable."""
     with pytest.raises(KeyStoreUnavailable):

@@ -125,3 +125,29 @@ def test_a_write_attempt_ends_at_its_first_failed_update(dynamodb: Any) -> None:
     assert time.monotonic() - started < 5
     table.release.set()
     sink.close()
+
+
+class _NoItemOnRefusal:
+    """A DynamoDB-compatible store that returns no item with a refused condition."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def update_item(self, **request: Any) -> Any:
+        try:
+            return self._client.update_item(**request)
+        except ClientError as exc:
+            exc.response.pop("Item", None)
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_a_replay_is_skipped_where_refusals_come_without_the_item(dynamodb: Any) -> None:
+    """The item is then read back to tell an applied range from a firstSeen/lastSeen refusal."""
+    sink = DynamoDBSink(_NoItemOnRefusal(dynamodb), TABLE, "app", retry_for=0)
+    sink.claim(SHARD)
+    sink.write(_batch(None, 3))
+    sink.write(_batch(None, 3))
+    assert _calls(dynamodb) == 3

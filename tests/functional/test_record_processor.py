@@ -218,23 +218,25 @@ def test_crash_mid_flush_then_replay_counts_exactly_once(
             st.lists(st.integers(1, 7), min_size=1, max_size=6),  # batch sizes of this run
             st.integers(1, 6),  # batches delivered before the interruption
             st.one_of(st.none(), st.integers(0, 12)),  # a flush dies after N items, or SIGTERM
+            st.booleans(),  # polls claim the tip (millisBehindLatest 0), as a poll cut short can
         ),
         min_size=1,
         max_size=4,
     ),
 )
-@example(users=["a@x.io"] * 20, runs=[([7], 1, 1), ([3], 1, None)])  # a flush of a replay's part
+@example(users=["a@x.io"] * 20, runs=[([7], 1, 1, False), ([3], 1, None, False)])  # a replay's part
+@example(users=["a@x.io", "b@x.io"] * 13, runs=[([20], 1, 1, False), ([10], 2, None, True)])  # 'tip'
 def test_interruptions_during_replays_still_count_exactly_once(
-    users: list[str | None], runs: list[tuple[list[int], int, int | None]]
+    users: list[str | None], runs: list[tuple[list[int], int, int | None, bool]]
 ) -> None:
     """Crashes and graceful handoffs, one after another and in the middle of replays, stay exact."""
     records = [(i + 1, orjson.dumps(event(email=u))) for i, u in enumerate(users)]
     sink, clock, checkpoint = MemorySink(), FakeClock(), "TRIM_HORIZON"
-    for sizes, delivered, crash_after_items in runs:
+    for sizes, delivered, crash_after_items, at_tip in runs:
         daemon = ScriptedDaemon().initialize(SHARD, checkpoint)
         remaining = [r for r in records if checkpoint == "TRIM_HORIZON" or r[0] > int(checkpoint)]
         for chunk in _chunks(remaining, sizes)[:delivered]:
-            daemon.records(chunk)
+            daemon.records(chunk, at_tip=at_tip)
         if crash_after_items is None:
             daemon.shutdown_requested()
         sink.fail_after_items = crash_after_items

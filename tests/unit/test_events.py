@@ -64,11 +64,12 @@ def test_missing_timestamp_is_invalid() -> None:
     assert caught.value.reason is Reason.INVALID_FIELD
 
 
-def test_a_dead_letter_reason_never_quotes_the_bad_value() -> None:
+@pytest.mark.parametrize("value", ["ck_live_secret", "it's a secret", "x' - at `$.y` 'secret", 7])
+def test_a_dead_letter_reason_never_quotes_the_bad_value(value: object) -> None:
     """The offending value may be anything, a secret included: details name the field only."""
     with pytest.raises(InvalidEvent) as caught:
-        decode_event(orjson.dumps(event(eventType="ck_live_secret")), NOW)
-    assert "secret" not in caught.value.detail and "$.eventType" in caught.value.detail
+        decode_event(orjson.dumps(event(eventType=value)), NOW)
+    assert "secret" not in caught.value.detail and caught.value.detail.endswith("at `$.eventType`")
 
 
 def test_a_re_driven_event_weeks_old_is_still_counted() -> None:
