@@ -8,7 +8,8 @@ the daemon stops, and the records are replayed from the last checkpoint (exactly
 
 A replay (`consumer.ops.replay`) injects two things: `counts`, which picks the events of its
 window (the others advance the shard uncounted), and `progress`, told once the shard's records are
-durably counted and checkpointed up to the stream's tip (millisBehindLatest == 0), or at shard end.
+durably counted and checkpointed up to the stream's tip (an empty poll with millisBehindLatest == 0),
+or at shard end.
 """
 
 from __future__ import annotations
@@ -144,13 +145,12 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
                 self._metrics.events.labels(event_type.value).inc(count)
             # Only an empty poll proves the tip was reached: a poll cut short by maxRecords still
             # says 0 when the records left arrived within the same millisecond.
-            if process_records_input.millis_behind_latest == 0 and not process_records_input.records:
-                accumulator.caught_up()
-            at_tip = (
-                self._progress is not None
-                and not self._reported_tip
-                and process_records_input.millis_behind_latest == 0
+            empty_at_tip = (
+                process_records_input.millis_behind_latest == 0 and not process_records_input.records
             )
+            if empty_at_tip:
+                accumulator.caught_up()
+            at_tip = self._progress is not None and not self._reported_tip and empty_at_tip
             if at_tip or self._monotonic() - self._last_flush >= self._flush_interval:
                 accumulator.seal()
                 self._last_flush = self._monotonic()

@@ -13,7 +13,7 @@ DynamoDB sink (so the same exactly-once flushes), started by `consumer.daemon` w
 
 When is it done? Every shard that is open when the replay starts must have been read up to where
 the stream was at that moment. Each shard's processor reports, through a file in a directory this
-run owns, once it has flushed and checkpointed everything it received in a poll that reached the
+run owns, once it has flushed and checkpointed everything it received before an empty poll at the
 tip (millisBehindLatest == 0), or once it checkpointed its shard end (resharded during the replay).
 A child shard starts only after its parents reached their shard end, so a shard open at the start
 that reached its tip implies its closed ancestors in the window were read whole. When every such

@@ -93,7 +93,8 @@ def test_a_refused_checkpoint_is_not_reported() -> None:
     daemon = (
         ScriptedDaemon(checkpoint_error="ShutdownException")
         .initialize(SHARD)
-        .records([_at(0, 1)], at_tip=True)
+        .records([_at(0, 1)])
+        .records([], at_tip=True)
     )
     daemon.run(_processor(MemorySink(), reports))
     assert reports.seen == []
@@ -110,9 +111,17 @@ def test_shard_end_is_reported_after_its_checkpoint() -> None:
 
 def test_without_progress_the_tip_changes_nothing() -> None:
     """The live consumer (no progress) keeps its flush interval at the tip."""
-    daemon = ScriptedDaemon().initialize(SHARD).records([_at(0, 1)], at_tip=True)
+    daemon = ScriptedDaemon().initialize(SHARD).records([_at(0, 1)]).records([], at_tip=True)
     daemon.run(_processor(MemorySink()))
     assert daemon.checkpoints == []
+
+
+def test_a_poll_with_records_is_not_the_tip() -> None:
+    """A poll cut short by maxRecords says millisBehindLatest 0 when the rest arrived in the same ms."""
+    reports = Reports()
+    daemon = ScriptedDaemon().initialize(SHARD).records([_at(0, 1)], at_tip=True)
+    daemon.run(_processor(MemorySink(), reports))
+    assert reports.seen == []
 
 
 def test_progress_files_hold_the_latest_state_per_shard(tmp_path: Path) -> None:
