@@ -13,6 +13,7 @@ import pytest
 from moto import mock_aws
 
 from authorizer.keystore import create_key
+from authorizer.producer import KinesisProducer
 from authorizer.tables import table_specs, ttl_specs
 
 KEYS_TABLE = "complical-api-keys-test"
@@ -63,7 +64,15 @@ def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def aws() -> Iterator[Aws]:
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+    producers: list[KinesisProducer] = []
+    start = KinesisProducer.__init__
+
+    def tracked(self: KinesisProducer, *args: Any, **kwargs: Any) -> None:
+        start(self, *args, **kwargs)
+        producers.append(self)
+
+    monkeypatch.setattr(KinesisProducer, "__init__", tracked)
     with mock_aws():
         dynamodb = boto3.client("dynamodb")
         kinesis = boto3.client("kinesis")
@@ -73,6 +82,9 @@ def aws() -> Iterator[Aws]:
             dynamodb.update_time_to_live(**spec)
         kinesis.create_stream(StreamName=STREAM, ShardCount=2)
         yield Aws(dynamodb, kinesis)
+        # A sender still lingering would put this test's events into the next test's stream.
+        for producer in producers:
+            producer.close(5)
 
 
 @pytest.fixture
