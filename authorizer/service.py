@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from authorizer.cache import TtlCache
@@ -136,13 +137,11 @@ class Authorizer:
         return record
 
     def _read_key(self, key_id: str) -> KeyRecord | None:
-        for attempt in range(1, KEY_READ_ATTEMPTS + 1):
-            try:
-                return get_key(self._dynamodb, self.settings.api_keys_table, key_id, consistent=True)
-            except KeyStoreUnavailable:
-                if attempt == KEY_READ_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
+        read = partial(get_key, self._dynamodb, self.settings.api_keys_table, key_id, consistent=True)
+        try:
+            return read()
+        except KeyStoreUnavailable:
+            return read()  # the second of KEY_READ_ATTEMPTS, at once
 
     def _touch(self, key_id: str, started: float) -> None:
         if self._touched.get(key_id) or self._clock() - started >= TOUCH_ONLY_WITHIN_SECONDS:

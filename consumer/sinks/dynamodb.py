@@ -235,12 +235,12 @@ def _counter_update(
         values[":ttl"] = {"N": str(counters.expires_at)}
         names |= {"#bucket": "bucket", "#ttl": TTL_ATTRIBUTE}
     if counters.first_seen is not None and counters.last_seen is not None:
-        first, last = rfc3339(counters.first_seen), rfc3339(counters.last_seen)
-        seen_sets, seen_conditions = _seen_bounds(first, last, seen)
+        seen_sets, seen_conditions, seen_values = _seen_bounds(
+            rfc3339(counters.first_seen), rfc3339(counters.last_seen), seen
+        )
         sets += seen_sets
         conditions += seen_conditions
-        used = " ".join(seen_sets)
-        values |= {name: {"S": value} for name, value in ((":first", first), (":last", last)) if name in used}
+        values |= seen_values
     return {
         "Key": {"pk": {"S": key[0]}, "sk": {"S": key[1]}},
         "UpdateExpression": "ADD calls :calls, authFailures :auth, rateLimited :limited SET "
@@ -251,8 +251,10 @@ def _counter_update(
     }
 
 
-def _seen_bounds(first: str, last: str, seen: dict[str, Any] | None) -> tuple[list[str], list[str]]:
-    """SET clauses and conditions that only ever move firstSeen earlier and lastSeen later.
+def _seen_bounds(
+    first: str, last: str, seen: dict[str, Any] | None
+) -> tuple[list[str], list[str], dict[str, Any]]:
+    """SET clauses, conditions and values that only ever move firstSeen earlier and lastSeen later.
 
     A shard's events are not in timestamp order (many Lambda containers write to it), so a later
     flush may hold an earlier event. DynamoDB has no min/max: the first try assumes the usual case
@@ -260,6 +262,7 @@ def _seen_bounds(first: str, last: str, seen: dict[str, Any] | None) -> tuple[li
     back says which bound must move, and the retry moves only that one. RFC 3339 strings of one
     format sort as times.
     """
+    first_value, last_value = {":first": {"S": first}}, {":last": {"S": last}}
     if seen is None:
         return (
             ["firstSeen = if_not_exists(firstSeen, :first)", "lastSeen = :last"],
@@ -267,12 +270,15 @@ def _seen_bounds(first: str, last: str, seen: dict[str, Any] | None) -> tuple[li
                 "(attribute_not_exists(firstSeen) OR firstSeen <= :first)",
                 "(attribute_not_exists(lastSeen) OR lastSeen <= :last)",
             ],
+            first_value | last_value,
         )
-    sets, conditions = [], []
+    sets, conditions, values = [], [], dict[str, Any]()
     if seen.get("firstSeen", {}).get("S", "~") > first:
         sets.append("firstSeen = :first")
         conditions.append("(attribute_not_exists(firstSeen) OR firstSeen > :first)")
+        values |= first_value
     if seen.get("lastSeen", {}).get("S", "") < last:
         sets.append("lastSeen = :last")
         conditions.append("(attribute_not_exists(lastSeen) OR lastSeen < :last)")
-    return sets, conditions
+        values |= last_value
+    return sets, conditions, values

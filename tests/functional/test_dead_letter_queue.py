@@ -65,13 +65,18 @@ def _stream_data(kinesis: Any) -> list[tuple[bytes, str]]:
     return [(r["Data"], r["PartitionKey"]) for r in records]
 
 
+def _send_not_json(dead_letters: SqsDeadLetters, count: int) -> None:
+    """Records 1..count, each a different non-JSON record, dead-lettered and flushed."""
+    for sequence in range(1, count + 1):
+        _send(dead_letters, sequence, b"not json %d" % sequence)
+    dead_letters.flush()
+
+
 def test_flushed_dead_letters_are_listed_once_per_record(aws: tuple[Any, Any, str]) -> None:
     """A replay sends a record twice: the list shows it once, with two copies, and deletes nothing."""
     sqs, _kinesis, url = aws
     dead_letters = _dead_letters(sqs, url)
-    for sequence in range(1, 15):
-        _send(dead_letters, sequence, b"not json %d" % sequence)
-    dead_letters.flush()
+    _send_not_json(dead_letters, 14)
     _send(dead_letters, 3, b"not json 3")  # the replay after a crash
     dead_letters.flush()
     listed = dlq.list_dead_letters(sqs, url, limit=100, wait_seconds=0)
@@ -87,9 +92,7 @@ def test_a_limited_list_leaves_every_message_visible(aws: tuple[Any, Any, str]) 
     """`list --limit` stops inside a receive of 10: the batch's other messages are released too."""
     sqs, _kinesis, url = aws
     dead_letters = _dead_letters(sqs, url)
-    for sequence in range(1, 26):
-        _send(dead_letters, sequence, b"not json %d" % sequence)
-    dead_letters.flush()
+    _send_not_json(dead_letters, 25)
     assert len(dlq.list_dead_letters(sqs, url, limit=5, wait_seconds=0).records) == 5
     assert len(dlq.list_dead_letters(sqs, url, limit=100, wait_seconds=0).records) == 25
 
