@@ -33,6 +33,12 @@ class ProcessorMetrics:
         self.records = Counter(
             "metering_records", "Records read from the stream", ["shard"], registry=registry
         )
+        self.redelivered = Counter(
+            "metering_records_redelivered",
+            "Records delivered again at or below a position the shard had passed: ignored, never recounted",
+            ["shard"],
+            registry=registry,
+        )
         self.events = Counter(
             "metering_events_counted", "Valid usage events aggregated, by type", ["type"], registry=registry
         )

@@ -135,14 +135,21 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
             self._metrics.records.labels(self._shard_id).inc(len(process_records_input.records))
             self._metrics.millis_behind.labels(self._shard_id).set(process_records_input.millis_behind_latest)
             counted: Counter[EventType] = Counter()  # metrics once per batch: they are IPC-backed
+            redelivered: list[Position] = []
             for record in process_records_input.records:
+                position = _position(record)
+                if not accumulator.is_new(position):
+                    redelivered.append(position)
+                    continue
                 event = self._countable(record, now)
                 if event is not None:
                     counted[event.event_type] += 1
-                accumulator.add(_position(record), event)
+                accumulator.add(position, event)
                 self._faults.hit("record-added")
             for event_type, count in counted.items():
                 self._metrics.events.labels(event_type.value).inc(count)
+            if redelivered:
+                self._report_redelivered(redelivered)
             # Only an empty poll proves the tip was reached: a poll cut short by maxRecords still
             # says 0 when the records left arrived within the same millisecond.
             empty_at_tip = (
@@ -181,6 +188,16 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
         with self._guarded("shutdown_requested"):
             self._flush_all(shutdown_requested_input.checkpointer)
             self._log.info("shutdown_flushed")
+
+    def _report_redelivered(self, positions: list[Position]) -> None:
+        """Records the shard had already passed: ignored (never counted again), counted and logged."""
+        self._metrics.redelivered.labels(self._shard_id).inc(len(positions))
+        self._log.warning(
+            "records_redelivered_ignored",
+            records=len(positions),
+            first=positions[0].sequence,
+            last=positions[-1].sequence,
+        )
 
     def _countable(self, record: Any, now: datetime) -> UsageEvent | None:
         """The record's event if it is valid and counted here; bad records go to the dead letters."""

@@ -96,8 +96,19 @@ class ShardAccumulator:
     def replaying(self) -> bool:
         return bool(self.cut_points)
 
+    def is_new(self, position: Position) -> bool:
+        """False for a record at or below the last position taken (or the checkpoint): a redelivery.
+
+        Sequence numbers only grow within a shard, so such a record was counted already; taking it
+        again would count it twice, whatever the watermarks say (it lands in a later range).
+        """
+        last = self._last if self._last is not None else self.start
+        return last is None or position.key() > last
+
     def add(self, position: Position, event: UsageEvent | None) -> None:
         """Add one record; `event` is None for a record that cannot be counted (it still advances)."""
+        if not self.is_new(position):
+            raise ValueError(f"{position} is not after the last record taken: check `is_new` first")
         key = position.key()
         while self.cut_points and key > self.cut_points[0]:
             self._seal_at_cut()

@@ -27,12 +27,15 @@ def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> None:
     from hypercorn.config import Config
     from moto.server import DomainDispatcherApplication, create_backend_app  # type: ignore[attr-defined]
 
+    from consumer.ops.emulation import AtomicRequests, patch_kinesis
+
     config = Config()
     config.bind = [f"{host}:{port}"]
     config.accesslog = None
     config.errorlog = "-"
     config.loglevel = "WARNING"
-    app = DomainDispatcherApplication(create_backend_app)
+    patch_kinesis()
+    app = AtomicRequests(DomainDispatcherApplication(create_backend_app))
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -279,3 +279,39 @@ def test_metrics_report_records_events_rejections_and_flushes() -> None:
     assert sample("metering_records_rejected_total", {"reason": "NOT_JSON"}) == 1
     assert sample("metering_checkpoints_total", {"shard": SHARD}) == 1
     assert sample("metering_flush_seconds_count") == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    users=st.lists(st.sampled_from(["a@x.io", "b@x.io", None]), min_size=1, max_size=30),
+    polls=st.lists(st.tuples(st.integers(0, 12), st.integers(1, 8)), min_size=1, max_size=12),
+    interval=st.sampled_from([0.0, 5.0]),
+)
+@example(users=["a@x.io"] * 6, polls=[(0, 3), (3, 3)], interval=0.0)  # a poll repeated whole
+def test_redelivered_records_are_ignored_and_counted_in_a_metric(
+    users: list[str | None], polls: list[tuple[int, int]], interval: float
+) -> None:
+    """Records delivered again at or below a position already taken are never counted twice."""
+    records = [(i + 1, orjson.dumps(event(email=u))) for i, u in enumerate(users)]
+    sink, registry = MemorySink(), CollectorRegistry()
+    log = structlog.get_logger("test")
+    processor = UsageRecordProcessor(
+        sink,
+        LoggedDeadLetters(log),
+        log,
+        flush_interval=interval,
+        monotonic=FakeClock(),
+        now=lambda: NOW,
+        metrics=ProcessorMetrics(registry),
+    )
+    daemon, taken, deliveries = ScriptedDaemon().initialize(SHARD), 0, 0
+    for rewind, size in polls:  # each poll goes back `rewind` records, as a faulty source might
+        start = max(0, taken - rewind)
+        poll = records[start : start + size]
+        daemon.records(poll)
+        taken, deliveries = max(taken, start + len(poll)), deliveries + len(poll)
+    daemon.records(records[taken:]).shutdown_requested().run(processor)
+    deliveries += len(records) - taken
+    assert _counts(sink) == _counts(_ground_truth(records))
+    redelivered = registry.get_sample_value("metering_records_redelivered_total", {"shard": SHARD}) or 0
+    assert redelivered == deliveries - len(records)

@@ -8,32 +8,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
-from consumer.ops import local_aws
 from consumer.ops.provision import provision
 from consumer.settings import Settings
-
-
-@pytest.fixture(scope="session")
-def aws_env() -> Iterator[dict[str, str]]:
-    """The emulator, running for the whole session, and the environment pointing at it."""
-    port = local_aws.free_port()
-    env = local_aws.local_env(port) | {"AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    with local_aws.running(port):
-        yield env
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 @pytest.fixture

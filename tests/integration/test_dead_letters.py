@@ -89,7 +89,7 @@ def test_poison_records_are_dead_lettered_and_valid_ones_counted_exactly(stack: 
 
     consumer = stack.start_consumer()
     try:
-        elapsed = wait_exact(stack, valid, consumer, timeout=120)
+        elapsed = wait_exact(stack, valid, consumer)
         print(
             f"\ncold start to exact counts of 3000 events among {len(poison)} poison records: {elapsed:.1f} s"
         )
@@ -116,7 +116,7 @@ def test_poison_records_are_dead_lettered_and_valid_ones_counted_exactly(stack: 
         assert redrive.returncode == 0, redrive.stderr
         assert f"re-drove 1 records; {len(poison)} still bad" in redrive.stdout, redrive.stdout
 
-        wait_exact(stack, [*valid, soon], consumer, timeout=30)
+        wait_exact(stack, [*valid, soon], consumer)
         left = _dead_letters(stack, len(poison))
         assert {r.letter.data: r.letter.reason for r in left.records.values()} == poison
         assert len(left.messages) == len(poison), "still-bad records are kept once"

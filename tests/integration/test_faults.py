@@ -46,7 +46,7 @@ def restart_until_exact(stack: Stack, events: list[dict[str, Any]], scenario: st
     """Start a fresh consumer after a fault, wait for exact counts, report, stop it."""
     restarted = stack.start_consumer("restarted")
     try:
-        wait_exact(stack, events, restarted, timeout=180)
+        wait_exact(stack, events, restarted)
         report(scenario, stack, events)
     finally:
         restarted.stop()
@@ -126,7 +126,7 @@ def test_two_workers_share_shards_and_survive_losing_one(stack: Stack) -> None:
         first.kill_hard()
         wait_for(lambda: _owners(stack) == {"worker-2"}, 120, "worker-2 to take every lease")
         producer.join()
-        wait_exact(stack, events, second, timeout=180)
+        wait_exact(stack, events, second)
         report("two workers, one killed", stack, events)
     finally:
         if first.process.poll() is None:
@@ -135,13 +135,14 @@ def test_two_workers_share_shards_and_survive_losing_one(stack: Stack) -> None:
 
 
 def test_split_and_merge_while_events_flow(stack: Stack) -> None:
-    """A shard split and then a merge of its children, with events flowing: counts stay exact."""
+    """A split, then a merge of its children, with events flowing: every shard of the lineage is
+    read to its end by its own processor, and the counts are exact."""
     consumer = stack.start_consumer()
     events = make_events(6000, seed=15)
     try:
         put_events(stack, events[:2000])
         wait_for(lambda: bool(numeric_checkpoints(stack)), 60, "a first checkpoint")
-        producer = in_background(put_events, stack, events[2000:], 500.0)
+        producer = in_background(put_events, stack, events[2000:5000], 500.0)
         parent = _shards(stack)[0]
         low, high = (
             int(parent["HashKeyRange"]["StartingHashKey"]),
@@ -163,11 +164,65 @@ def test_split_and_merge_while_events_flow(stack: Stack) -> None:
         )
         _wait_active(stack)
         producer.join()
-        wait_exact(stack, events, consumer, timeout=240)
-        print(f"\n[reshard] shards now: {sorted(s['ShardId'] for s in _shards(stack))}")
+        put_events(stack, events[5000:])  # the merged shard gets records of its own
+        wait_exact(stack, events, consumer)
+        wait_for(lambda: _lineage_done(stack), 60, "every closed shard to be checkpointed at its end")
+        lineage = _lineage(stack)
+        print(f"\n[reshard] records per shard: {lineage}")
+        ended = [parent["ShardId"], *(child["ShardId"] for child in children)]
+        assert all(lineage[shard]["checkpoint"] == "SHARD_END" for shard in ended), lineage
+        assert all(info["records"] > 0 for info in lineage.values()), lineage
+        log = consumer.log_path.read_text(errors="replace").splitlines()
+        for shard in lineage:
+            assert _logged(log, "shard_initialized", shard), f"{shard} never had a record processor"
+        for shard in ended:
+            assert _logged(log, "shard_ended", shard), f"{shard} never reached its end"
         report("split and merge", stack, events)
     finally:
         consumer.stop()
+
+
+def _lineage(stack: Stack) -> dict[str, dict[str, Any]]:
+    """Each shard's records, its last record's position, the last flush's end and the checkpoint."""
+    intents, checkpoints = stack.intents(), stack.checkpoints()
+    lineage = {}
+    for shard in _shards(stack):
+        shard_id = shard["ShardId"]
+        sequences = _sequences(stack, shard_id)
+        lineage[shard_id] = {
+            "records": len(sequences),
+            "last": sequences[-1] if sequences else None,
+            "flushed_to": _position(intents[shard_id]) if shard_id in intents else None,
+            "checkpoint": checkpoints.get(shard_id),
+        }
+    return lineage
+
+
+def _logged(lines: list[str], event: str, shard: str) -> bool:
+    return any(f'"event":"{event}"' in line and f'"shard":"{shard}"' in line for line in lines)
+
+
+def _lineage_done(stack: Stack) -> bool:
+    """Every shard's records were flushed by its own processor up to its last one; closed shards ended."""
+    closed = {s["ShardId"] for s in _shards(stack) if "EndingSequenceNumber" in s["SequenceNumberRange"]}
+    return all(
+        info["flushed_to"] == info["last"] and (shard not in closed or info["checkpoint"] == "SHARD_END")
+        for shard, info in _lineage(stack).items()
+    )
+
+
+def _sequences(stack: Stack, shard_id: str) -> list[str]:
+    iterator = stack.kinesis.get_shard_iterator(
+        StreamName=stack.settings.stream_name, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    sequences: list[str] = []
+    while iterator:
+        reply = stack.kinesis.get_records(ShardIterator=iterator, Limit=10000)
+        sequences += [record["SequenceNumber"] for record in reply["Records"]]
+        if not reply["Records"]:
+            break
+        iterator = reply.get("NextShardIterator")
+    return sequences
 
 
 def test_dynamodb_outage_mid_stream(stack: Stack, aws_env: dict[str, str]) -> None:
@@ -185,7 +240,7 @@ def test_dynamodb_outage_mid_stream(stack: Stack, aws_env: dict[str, str]) -> No
         assert stack.checkpoints() == before
         proxy.restore()
         producer.join()
-        wait_exact(stack, events, consumer, timeout=240)
+        wait_exact(stack, events, consumer)
         report("DynamoDB outage 20 s", stack, events)
     finally:
         consumer.stop()

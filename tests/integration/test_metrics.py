@@ -75,7 +75,7 @@ def test_prometheus_scrapes_counts_lag_and_health(stack: Stack, prometheus: tupl
     stack.kinesis.put_record(StreamName=stack.settings.stream_name, Data=bad, PartitionKey="x")
     consumer = stack.start_consumer(METRICS_PORT=str(metrics_port))
     try:
-        wait_exact(stack, events, consumer, timeout=120)
+        wait_exact(stack, events, consumer)
         assert health(metrics_port) == 200
         deadline = time.monotonic() + 60
         seen: dict[str, float | None] = {}

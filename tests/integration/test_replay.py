@@ -80,7 +80,7 @@ def test_replay_of_a_window_into_a_fresh_table_equals_the_live_table(stack: Stac
     put_events(stack, events)
     consumer = stack.start_consumer()
     try:
-        wait_exact(stack, events, consumer, timeout=180)
+        wait_exact(stack, events, consumer)
         target = f"{stack.settings.analytics_table}-replay"
         args = ("--from", _stamp(start), "--to", _stamp(end), "--into", target)
 

@@ -1,0 +1,194 @@
+"""Where moto must behave like AWS for our guarantees to be tested: atomic requests and resharding.
+
+**Atomic requests.** moto serves each request on its own thread and does not lock its models: an
+`UpdateItem` is a read-modify-write, so two concurrent `ADD`s to one item can both read the old
+value (8 threads x 300 conditional `ADD`s gave 2,399), and two `PutRecords` calls to one shard can
+hand out one sequence number twice. AWS applies every request atomically. `AtomicRequests`
+serialises the requests of each service (by the service of the request's SigV4 signature), except
+SQS, whose `ReceiveMessage` long polls would otherwise hold every other request of the service.
+
+**Resharding.** moto's `SplitShard` empties the parent and puts its records again, and its shard
+lookup keeps choosing the closed parent, so new records go on landing in the parent, under new
+sequence numbers, while the children stay empty; its `GetRecords` never ends a closed shard. Kinesis
+does the opposite, and the KCL relies on it: after a split or merge, records already in a parent stay
+there once, new records go to the open children, and `GetRecords` on a parent read to its end
+returns no next iterator and the `ChildShards` (the KCL refuses a null iterator without them).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+# SQS long polls (ReceiveMessage with WaitTimeSeconds) must not hold the other SQS requests.
+UNSERIALISED = frozenset({"sqs"})
+# CloudWatch Logs delivers subscribed log events to Kinesis inside PutLogEvents.
+LOCK_OF = {"logs": "kinesis"}
+
+
+class AtomicRequests:
+    """WSGI middleware: one request at a time per AWS service, whole (the response body included)."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self._app = app
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        service = signing_service(environ)
+        if service in UNSERIALISED:
+            return self._app(environ, start_response)
+        with self._lock(LOCK_OF.get(service, service)):
+            body = self._app(environ, start_response)
+            try:
+                return [b"".join(body)]
+            finally:
+                close = getattr(body, "close", None)
+                if close is not None:
+                    close()
+
+    def _lock(self, service: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(service, threading.Lock())
+
+
+def signing_service(environ: dict[str, Any]) -> str:
+    """The service a request was signed for (`Credential=<key>/<date>/<region>/<service>/aws4_request`)."""
+    authorization = str(environ.get("HTTP_AUTHORIZATION", ""))
+    _, found, credential = authorization.partition("Credential=")
+    if found:
+        scope = credential.split(",", 1)[0].split("/")
+        if len(scope) >= 4:
+            return scope[3]
+    target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+    return target.split("_", 1)[0].lower() if target else "unsigned"
+
+
+# -- Kinesis resharding ---------------------------------------------------------------------------
+
+
+def patch_kinesis() -> None:
+    """Make moto's Kinesis split, merge, route and end shards as Kinesis does (process-wide)."""
+    from moto.kinesis import models, responses
+
+    replacements = [
+        (models.Stream, "split_shard", _split_shard),
+        (models.Stream, "merge_shards", _merge_shards),
+        (models.Stream, "get_shard_for_key", _open_shard_for_key),
+        (models.Shard, "get_max_sequence_number", _max_sequence_number),
+        (models.Shard, "get_records", _records_after),
+        (responses.KinesisResponse, "get_records", _get_records_response),
+    ]
+    for owner, name, replacement in replacements:
+        setattr(owner, name, replacement)
+
+
+def _split_shard(stream: Any, shard_to_split: str, new_starting_hash_key: str) -> None:
+    from moto.kinesis.exceptions import InvalidArgumentError
+
+    parent = stream.get_shard(shard_to_split)
+    split_at = int(new_starting_hash_key)
+    if not parent.is_open:
+        raise InvalidArgumentError(f"Shard {shard_to_split} has already been merged or split")
+    if not parent.starting_hash < split_at <= parent.ending_hash:
+        raise InvalidArgumentError(f"NewStartingHashKey {split_at} is outside {shard_to_split}")
+    _add_child(stream, parent.starting_hash, split_at - 1, parent.shard_id)
+    _add_child(stream, split_at, parent.ending_hash, parent.shard_id)
+    parent.is_open = False  # its records stay where they are
+
+
+def _merge_shards(stream: Any, shard_to_merge: str, adjacent_shard_to_merge: str) -> None:
+    from moto.kinesis.exceptions import InvalidArgumentError
+
+    first, second = stream.get_shard(shard_to_merge), stream.get_shard(adjacent_shard_to_merge)
+    low, high = sorted((first, second), key=lambda shard: shard.starting_hash)
+    if not (first.is_open and second.is_open) or low.ending_hash + 1 != high.starting_hash:
+        raise InvalidArgumentError(f"{shard_to_merge}, {adjacent_shard_to_merge}: not adjacent open shards")
+    _add_child(stream, low.starting_hash, high.ending_hash, first.shard_id, second.shard_id)
+    first.is_open = second.is_open = False
+
+
+def _add_child(stream: Any, start: int, end: int, parent: str, adjacent_parent: str | None = None) -> None:
+    from moto.kinesis.models import Shard
+
+    number = max(shard._shard_id for shard in stream.shards.values()) + 1
+    child = Shard(number, start, end, parent=parent, adjacent_parent=adjacent_parent)
+    stream.shards[child.shard_id] = child
+
+
+def _open_shard_for_key(stream: Any, partition_key: str, explicit_hash_key: str) -> Any:
+    from moto.kinesis.exceptions import InvalidArgumentError
+    from moto.utilities.utils import md5_hash
+
+    if not isinstance(partition_key, str) or not 0 < len(partition_key) <= 256:
+        raise InvalidArgumentError("partition_key")
+    if explicit_hash_key:
+        key = int(explicit_hash_key)
+        if not 0 <= key < 2**128:
+            raise InvalidArgumentError("explicit_hash_key")
+    else:
+        key = int(md5_hash(partition_key.encode("utf-8")).hexdigest(), 16)
+    for shard in stream.shards.values():  # hash key ranges are inclusive at both ends
+        if shard.is_open and shard.starting_hash <= key <= shard.ending_hash:
+            return shard
+    raise InvalidArgumentError(f"no open shard holds hash key {key}")
+
+
+def _max_sequence_number(shard: Any) -> int:
+    return next(reversed(shard.records), 0)  # O(1): moto computed it from a list of every key
+
+
+def _records_after(shard: Any, last_sequence_id: str, limit: int | None) -> tuple[list[Any], int, int]:
+    """Up to `limit` records after a sequence number, in O(limit): moto numbers a shard 1, 2, 3..."""
+    records: OrderedDict[int, Any] = shard.records
+    last = int(last_sequence_id)
+    found: list[Any] = []
+    while (limit is None or len(found) < limit) and last + 1 in records:
+        last += 1
+        found.append(records[last])
+    behind = 0
+    if found:
+        behind = int((records[next(reversed(records))].created_at - found[-1].created_at) * 1000)
+    return found, last, behind
+
+
+def _get_records_response(response: Any) -> Any:
+    from moto.core.responses import ActionResult
+    from moto.kinesis.utils import decompose_shard_iterator
+
+    backend = response.kinesis_backend
+    next_iterator, records, behind = backend.get_records(
+        response._get_param("StreamARN"), response._get_param("ShardIterator"), response._get_param("Limit")
+    )
+    stream_name, shard_id, last_read = decompose_shard_iterator(next_iterator)
+    stream = backend.describe_stream(stream_arn=None, stream_name=stream_name)
+    shard = stream.get_shard(shard_id)
+    children: list[dict[str, Any]] = []
+    if not shard.is_open and int(last_read) >= shard.get_max_sequence_number():
+        next_iterator, children = None, _children(stream, shard_id)
+    return ActionResult(
+        {
+            "NextShardIterator": next_iterator,
+            "Records": [record.to_json() for record in records],
+            "MillisBehindLatest": behind,
+            "ChildShards": children,
+        }
+    )
+
+
+def _children(stream: Any, shard_id: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "ShardId": child.shard_id,
+            "ParentShards": [p for p in (child.parent, child.adjacent_parent) if p],
+            "HashKeyRange": {
+                "StartingHashKey": str(child.starting_hash),
+                "EndingHashKey": str(child.ending_hash),
+            },
+        }
+        for child in stream.shards.values()
+        if shard_id in (child.parent, child.adjacent_parent)
+    ]

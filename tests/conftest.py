@@ -1,0 +1,25 @@
+"""Fixtures every tier may use: the embedded emulator, started once for the whole session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from consumer.ops import local_aws
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[dict[str, str]]:
+    """`metering local-aws` for the whole session: the environment that points boto3 at it."""
+    port = local_aws.free_port()
+    with local_aws.running(port):
+        yield local_aws.local_env(port) | {"AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
+
+
+@pytest.fixture
+def aws_env(emulator: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """This test's process talks to the shared emulator (and only this test's)."""
+    for name, value in emulator.items():
+        monkeypatch.setenv(name, value)
+    return dict(emulator)
