@@ -12,8 +12,10 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/metering
 WORKDIR /src
 COPY pyproject.toml ./
-COPY consumer/ consumer/
+COPY contract/ contract/
 COPY authorizer/ authorizer/
+COPY consumer/ consumer/
+COPY metering/ metering/
 ARG EXTRAS=""
 # A regular install, not editable: the KCL jars come inside the kclpy-ext wheel.
 RUN /opt/metering/bin/pip install "/src${EXTRAS:+[$EXTRAS]}"

@@ -1,7 +1,8 @@
 """Build the Lambda deployment zip: `python -m authorizer.build_zip [--out dist/authorizer.zip]`.
 
-Only this package goes in: boto3 comes with the Lambda Python runtime, and nothing else is imported.
-Entries get a fixed timestamp, so the same sources give a byte-identical zip.
+This package and `contract` go in: boto3 comes with the Lambda Python runtime, and nothing else is
+imported (import-linter checks it). Entries get a fixed timestamp, so the same sources give a
+byte-identical zip.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import argparse
 import zipfile
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("authorizer", "contract")
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 
 
@@ -18,8 +20,9 @@ def build(out: Path) -> int:
     """Write the zip and return its size in bytes."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for source in sorted(PACKAGE.rglob("*.py")):
-            entry = zipfile.ZipInfo(str(Path("authorizer") / source.relative_to(PACKAGE)), FIXED_TIME)
+        sources = sorted(source for package in PACKAGES for source in (ROOT / package).rglob("*.py"))
+        for source in sources:
+            entry = zipfile.ZipInfo(str(source.relative_to(ROOT)), FIXED_TIME)
             entry.external_attr = 0o644 << 16
             archive.writestr(entry, source.read_bytes(), compress_type=zipfile.ZIP_DEFLATED)
     return out.stat().st_size

@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from botocore.exceptions import ClientError
-
-
-def aws_error_code(exc: ClientError) -> str:
-    """The AWS error code of a failed call (`ConditionalCheckFailedException`, ...), or ""."""
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
 
 class AuthorizerError(Exception):
     """Base class of every error this package raises on purpose."""
-
-
-class ConfigError(AuthorizerError):
-    """A setting from the environment is invalid; the message names the variable."""
 
 
 class KeyStoreUnavailable(AuthorizerError):
@@ -30,7 +16,13 @@ class KeyNotFound(AuthorizerError):
 
 
 class RateLimitUnavailable(AuthorizerError):
-    """The rate-limit table could not be updated; the caller decides whether to fail open."""
+    """The rate-limit table could not be updated for a reason that passes (timeout, throttling, 5xx):
+    the request is allowed (fail open) and counted."""
+
+
+class RateLimitMisconfigured(AuthorizerError):
+    """The rate-limit table is missing, or the role may not use it: limits must not silently lift.
+    Fatal at cold start; after it, requests are refused (fail closed)."""
 
 
 class Unauthorized(Exception):

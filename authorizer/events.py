@@ -9,18 +9,16 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
 
 from authorizer.decision import Decision, Outcome
 from authorizer.request import Request
+from contract.events import EventType, UsageEventV1, format_epoch
 
-MAX_PARTITION_KEY_CHARS = 256
 EVENT_TYPES = {
-    Outcome.ALLOWED: "API_CALL",
-    Outcome.AUTH_FAILED: "API_AUTH_FAILED",
-    Outcome.RATE_LIMITED: "API_RATE_LIMITED",
-    Outcome.UNAVAILABLE: "API_AUTH_FAILED",
+    Outcome.ALLOWED: EventType.API_CALL,
+    Outcome.AUTH_FAILED: EventType.API_AUTH_FAILED,
+    Outcome.RATE_LIMITED: EventType.API_RATE_LIMITED,
+    Outcome.UNAVAILABLE: EventType.API_AUTH_FAILED,
 }
 
 
@@ -30,16 +28,17 @@ def build_event(
     environment: str,
     now: float,
     new_id: Callable[[], uuid.UUID] = uuid.uuid4,
-) -> dict[str, Any]:
+) -> UsageEventV1:
     caller = decision.caller
     return {
         "version": 1,
         "eventId": str(new_id()),
-        "eventType": EVENT_TYPES[decision.outcome],
-        "timestamp": rfc3339_millis(now),
+        "eventType": EVENT_TYPES[decision.outcome].value,
+        "timestamp": format_epoch(now),
         "environment": environment,
         "userEmail": caller.email if caller else None,
         "apiKeyId": caller.key_id if caller else None,
+        "plan": caller.plan if caller else None,
         "httpMethod": request.http_method,
         "resourcePath": request.resource_path,
         "path": request.path,
@@ -50,19 +49,17 @@ def build_event(
     }
 
 
-def partition_key(event: dict[str, Any]) -> str:
-    """One user's events share a shard (per-user ordering); unknown callers spread by source IP."""
-    email = event.get("userEmail")
-    if isinstance(email, str):
+def partition_key(event: UsageEventV1) -> str:
+    """One user's events share a shard, so one shard at a time writes a user's items.
+
+    Events of unknown callers are keyed by their own id: spread over every shard, so a keyless
+    flood from one address cannot fill one shard's write quota and crowd out paying users' events.
+    """
+    email = event["userEmail"]
+    if email is not None:
         return hashlib.sha256(email.lower().encode()).hexdigest()[:32]
-    source_ip = event.get("sourceIp")
-    return source_ip[:MAX_PARTITION_KEY_CHARS] if isinstance(source_ip, str) else "unknown"
+    return event["eventId"]
 
 
-def encode_event(event: dict[str, Any]) -> bytes:
+def encode_event(event: UsageEventV1) -> bytes:
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def rfc3339_millis(epoch_seconds: float) -> str:
-    moment = datetime.fromtimestamp(epoch_seconds, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -16,7 +16,7 @@ from authorizer.errors import KeyStoreUnavailable, Unauthorized
 from authorizer.producer import ProducerStats
 from authorizer.request import ApiFormat, parse_request
 from authorizer.service import Authorizer
-from authorizer.settings import Settings
+from authorizer.settings import AuthorizerSettings
 
 __all__ = ["Unauthorized", "drain", "get_authorizer", "lambda_handler", "producer_stats", "reset"]
 
@@ -26,7 +26,9 @@ _instance: Authorizer | None = None  # Lambda reuses the container: build client
 def get_authorizer() -> Authorizer:
     global _instance  # noqa: PLW0603 - the one per-container instance Lambda's reuse model asks for
     if _instance is None:
-        _instance = Authorizer(Settings.from_env(os.environ), dynamodb=dynamodb_client())
+        authorizer = Authorizer(AuthorizerSettings.from_env(os.environ), dynamodb=dynamodb_client())
+        authorizer.check_configuration()  # a misconfiguration stops the cold start, loudly
+        _instance = authorizer
     return _instance
 
 
@@ -38,7 +40,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     if decision.outcome is Outcome.AUTH_FAILED:
         raise Unauthorized()
     if decision.outcome is Outcome.UNAVAILABLE:
-        raise KeyStoreUnavailable("keys table unavailable")
+        raise KeyStoreUnavailable(f"cannot authorize: {decision.reason}")
     return response
 
 

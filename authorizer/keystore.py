@@ -6,7 +6,6 @@ Only the SHA-256 of a key is stored. DynamoDB and botocore errors are translated
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,18 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from authorizer.errors import KeyNotFound, KeyStoreUnavailable, aws_error_code
-from authorizer.events import rfc3339_millis
+from authorizer.errors import KeyNotFound, KeyStoreUnavailable
 from authorizer.keys import generate_key, hash_key
 from authorizer.plans import get_plan
+from contract.aws import aws_error_code
+from contract.events import canonical_email, format_epoch
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-# the same rule as the consumer's event decoder, so every event we emit is countable there
-# At most 254 characters (RFC 5321's path limit): the consumer refuses longer ones, which could not
-# be DynamoDB keys (consumer/core/events.py), so no key is ever issued to a user it cannot count.
-_EMAIL = re.compile(r"(?=.{3,254}$)[^@\s]{1,64}@[^@\s]{1,253}")
 ACTIVE = "active"
 REVOKED = "revoked"
 LAST_USED_RESOLUTION_SECONDS = 300  # last-used time is advisory: write it at most this often per key
@@ -53,7 +49,7 @@ def create_key(
 ) -> tuple[str, str]:
     """Store a new active key and return `(key_id, secret)`; the secret is never stored."""
     limits = get_plan(plan)
-    _check_email(email)
+    email = canonical_email(email)  # the one identity the consumer counts by (contract.events)
     key_id, secret = generate_key()
     item = {
         "key_id": {"S": key_id},
@@ -63,7 +59,7 @@ def create_key(
         "plan": {"S": limits.name},
         "per_second": {"N": str(limits.per_second)},
         "per_minute": {"N": str(limits.per_minute)},
-        "created_at": {"S": rfc3339_millis(clock())},
+        "created_at": {"S": format_epoch(clock())},
     }
     with _translated(table):
         client.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(key_id)")
@@ -115,8 +111,8 @@ def touch_last_used(client: DynamoDBClient, table: str, key_id: str, now: float)
             ConditionExpression="attribute_exists(key_id) AND "
             "(attribute_not_exists(last_used_at) OR last_used_at < :stale)",
             ExpressionAttributeValues={
-                ":now": {"S": rfc3339_millis(now)},
-                ":stale": {"S": rfc3339_millis(now - LAST_USED_RESOLUTION_SECONDS)},
+                ":now": {"S": format_epoch(now)},
+                ":stale": {"S": format_epoch(now - LAST_USED_RESOLUTION_SECONDS)},
             },
         )
     except ClientError as exc:
@@ -151,8 +147,3 @@ def _record(item: dict[str, Any]) -> KeyRecord:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise KeyStoreUnavailable(f"malformed key item: {type(exc).__name__}") from exc
-
-
-def _check_email(email: str) -> None:
-    if not _EMAIL.fullmatch(email):
-        raise ValueError(f"not an email address: {email!r}")

@@ -3,7 +3,9 @@
 `emit` only encodes and enqueues (microseconds); one daemon thread sends batches with `PutRecords`,
 lingering up to 50 ms after the first event so busy containers make one call per batch, not per event.
 Nothing here raises into the handler: a full queue drops the event, a failed call drops its batch,
-and both are counted and logged. No retries: a retry would need time the request does not have.
+and both are counted and logged. Records Kinesis refuses for the moment (a shard over its write
+quota, an internal failure) are put again by the sender thread, off the request path, with
+full-jitter backoff for at most `retry_seconds`; those still refused then are counted as failed.
 
 Lambda freeze: the container is frozen as soon as the handler returns, with this thread mid-flight.
 Queued events are simply sent when the next invocation thaws the container; an in-flight call may
@@ -18,13 +20,16 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from botocore.exceptions import ClientError
 
-from authorizer.errors import aws_error_code
 from authorizer.events import encode_event, partition_key
+from contract.aws import aws_error_code
+from contract.events import UsageEventV1
+from contract.retry import Retry
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
@@ -36,12 +41,30 @@ MAX_BATCH_BYTES = 4 * 1024 * 1024  # below the 5 MiB PutRecords limit
 logger = logging.getLogger(__name__)
 
 
+# Per-record (and whole-call) errors that pass with time: put those records again.
+RETRYABLE = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "LimitExceededException",
+        "KMSThrottlingException",
+        "InternalFailure",
+        "ServiceUnavailable",
+    }
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ProducerStats:
     sent: int
-    failed: int
-    dropped: int
+    failed: int  # refused by Kinesis, or lost with a failed call, after any retries
+    dropped: int  # the queue was full
     pending: int
+    retried: int = 0  # records put again after Kinesis refused them for the moment
+
+
+class _Refused(Exception):
+    """Kinesis refused records for the moment; they are put again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +74,7 @@ class _Entry:
 
 
 class Producer(Protocol):
-    def emit(self, event: dict[str, Any]) -> None: ...
+    def emit(self, event: UsageEventV1) -> None: ...
 
     def flush(self, timeout_s: float) -> bool: ...
 
@@ -63,7 +86,7 @@ class Producer(Protocol):
 class NullProducer:
     """Analytics disabled: no client, no thread, nothing counted."""
 
-    def emit(self, event: dict[str, Any]) -> None:
+    def emit(self, event: UsageEventV1) -> None:
         return None
 
     def flush(self, timeout_s: float) -> bool:
@@ -78,7 +101,15 @@ class NullProducer:
 
 class KinesisProducer:
     def __init__(
-        self, client: KinesisClient, stream_name: str, max_queue: int = 10_000, linger_s: float = 0.05
+        self,
+        client: KinesisClient,
+        stream_name: str,
+        max_queue: int = 10_000,
+        *,
+        linger_s: float = 0.05,
+        retry_seconds: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._linger_s = linger_s
@@ -86,11 +117,17 @@ class KinesisProducer:
         self._stream_name = stream_name
         self._queue: queue.Queue[_Entry | None] = queue.Queue(max_queue)
         self._thread: threading.Thread | None = None
+        self._retry = None
+        if retry_seconds:
+            self._retry = Retry(
+                (_Refused,), deadline=retry_seconds, base=0.05, cap=1.0, sleep=sleep, monotonic=monotonic
+            )
         self._sent = 0
         self._failed = 0
         self._dropped = 0
+        self._retried = 0
 
-    def emit(self, event: dict[str, Any]) -> None:
+    def emit(self, event: UsageEventV1) -> None:
         entry = _Entry(encode_event(event), partition_key(event))
         self._ensure_thread()
         try:
@@ -116,7 +153,11 @@ class KinesisProducer:
 
     def stats(self) -> ProducerStats:
         return ProducerStats(
-            sent=self._sent, failed=self._failed, dropped=self._dropped, pending=self._queue.unfinished_tasks
+            sent=self._sent,
+            failed=self._failed,
+            dropped=self._dropped,
+            pending=self._queue.unfinished_tasks,
+            retried=self._retried,
         )
 
     def close(self, timeout_s: float) -> None:
@@ -173,20 +214,50 @@ class KinesisProducer:
         return max(0.0005, min(0.005, linger_until - time.monotonic()))
 
     def _send(self, batch: list[_Entry]) -> None:
+        pending = batch
+
+        def put() -> None:
+            nonlocal pending
+            pending = self._put(pending)
+            if pending:
+                raise _Refused(f"{len(pending)} records refused for the moment")
+
+        def retrying(_attempt: int, _error: BaseException) -> None:
+            self._retried += len(pending)
+
+        try:
+            if self._retry is None:
+                put()
+            else:
+                self._retry.call(put, on_retry=retrying)
+        except _Refused:
+            self._failed += len(pending)
+            logger.warning("usage events refused by Kinesis after retries: records=%d", len(pending))
+        except Exception as exc:  # any other failure costs these records, never the sender thread
+            self._failed += len(pending)
+            logger.warning("usage events not sent: records=%d error=%s", len(pending), _describe(exc))
+
+    def _put(self, entries: list[_Entry]) -> list[_Entry]:
+        """One PutRecords; the entries refused for the moment (to be put again)."""
         records: list[PutRecordsRequestEntryTypeDef] = [
-            {"Data": entry.data, "PartitionKey": entry.partition_key} for entry in batch
+            {"Data": entry.data, "PartitionKey": entry.partition_key} for entry in entries
         ]
         try:
             response = self._client.put_records(StreamName=self._stream_name, Records=records)
-        except Exception as exc:  # any failure costs this batch, never the sender thread
-            self._failed += len(batch)
-            logger.warning("usage events not sent: records=%d error=%s", len(batch), _describe(exc))
-            return
-        failed = response.get("FailedRecordCount", 0)
-        self._failed += failed
-        self._sent += len(batch) - failed
-        if failed:
-            logger.warning("usage events rejected by Kinesis: records=%d", failed)
+        except ClientError as exc:
+            if aws_error_code(exc) in RETRYABLE:
+                return entries
+            raise
+        refused: list[_Entry] = []
+        for entry, result in zip(entries, response["Records"], strict=True):
+            code = result.get("ErrorCode")
+            if code is None:
+                self._sent += 1
+            elif code in RETRYABLE:
+                refused.append(entry)
+            else:
+                self._failed += 1
+        return refused
 
 
 def _describe(exc: Exception) -> str:

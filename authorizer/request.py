@@ -20,6 +20,13 @@ _MAX_SCANNED_CHARS = 16 * 1024
 # a key pasted into a path or a user agent must not reach the events either
 _KEY_LIKE = re.compile(rf"{PREFIX}{KEY_ID_PATTERN}_[A-Za-z0-9_-]{{4,}}", re.ASCII)
 REDACTED = "[REDACTED]"
+# The one method a REST Allow may name: every part concrete. `*` and `?` are IAM policy wildcards,
+# refused anywhere: an Allow must never reach another account, API, stage, verb or path.
+_METHOD_ARN = re.compile(
+    r"arn:aws(?:-cn|-us-gov)?:execute-api:[a-z]{2}(?:-[a-z]+)+-\d:\d{12}:[a-z0-9]{1,64}/[A-Za-z0-9_-]{1,128}/"
+    r"(?:GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)(?:/[^*?\s]*)?",
+    re.ASCII,
+)
 
 
 class ApiFormat(StrEnum):
@@ -61,7 +68,7 @@ def parse_request(event: object) -> Request:
         api_format=ApiFormat.REST,
         presented_key=presented,
         key_problem=problem,
-        method_arn=_arn(data.get("methodArn")),
+        method_arn=_method_arn(data.get("methodArn")),
         http_method=_text(data.get("httpMethod")) or _text(context.get("httpMethod")),
         resource_path=_text(data.get("resource")) or _text(context.get("resourcePath")),
         path=_text(data.get("path")),
@@ -155,6 +162,12 @@ def _arn(value: object) -> str | None:
     if isinstance(value, str) and 0 < len(value) <= MAX_ARN_CHARS and value.isascii() and value.isprintable():
         return value
     return None
+
+
+def _method_arn(value: object) -> str | None:
+    """A REST method ARN the policy may name, or None (the request is then refused as malformed)."""
+    arn = _arn(value)
+    return arn if arn is not None and _METHOD_ARN.fullmatch(arn) else None
 
 
 def _text(value: object) -> str | None:

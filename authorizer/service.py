@@ -16,15 +16,17 @@ from typing import TYPE_CHECKING, Any
 from authorizer.cache import TtlCache
 from authorizer.clients import DYNAMODB_CALL_LIMIT_SECONDS, kinesis_client
 from authorizer.decision import Caller, Decision, Outcome, Reason
-from authorizer.errors import KeyStoreUnavailable, RateLimitUnavailable
+from authorizer.errors import KeyStoreUnavailable, RateLimitMisconfigured, RateLimitUnavailable
 from authorizer.events import build_event
 from authorizer.keys import hashes_match, parse_key
 from authorizer.keystore import LAST_USED_RESOLUTION_SECONDS, KeyRecord, get_key, touch_last_used
+from authorizer.metrics import RATE_LIMIT_FAIL_OPEN, Metrics, Tally
 from authorizer.policy import build_response
 from authorizer.producer import KinesisProducer, NullProducer, Producer, ProducerStats
-from authorizer.ratelimit import Limits, RateLimiter
+from authorizer.ratelimit import Limits, RateLimiter, user_identity
 from authorizer.request import ApiFormat, Request, parse_request
-from authorizer.settings import Settings
+from authorizer.settings import AuthorizerSettings
+from contract.environment import ConfigError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 KEY_CACHE_SIZE = 10_000
+FAIL_OPEN_LOG_EVERY = 1000
 # The advisory last-used write only starts while a request is still this fast, so against a slow
 # DynamoDB it is never another slow call.
 TOUCH_ONLY_WITHIN_SECONDS = 0.1
@@ -46,11 +49,13 @@ WORST_CASE_DYNAMODB_SECONDS = (KEY_READ_ATTEMPTS + 1) * DYNAMODB_CALL_LIMIT_SECO
 class Authorizer:
     def __init__(
         self,
-        settings: Settings,
+        settings: AuthorizerSettings,
         dynamodb: DynamoDBClient,
         kinesis: KinesisClient | None = None,
         clock: Callable[[], float] = time.time,
+        *,
         producer: Producer | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self._dynamodb = dynamodb
@@ -62,7 +67,16 @@ class Authorizer:
         )
         self._touched: TtlCache[bool] = TtlCache(KEY_CACHE_SIZE, LAST_USED_RESOLUTION_SECONDS, clock)
         self._limiter = RateLimiter(dynamodb, settings.rate_limit_table, clock)
+        self.metrics = metrics or Tally()
         self._emit_failures = 0
+        self._fail_opens = 0
+
+    def check_configuration(self) -> None:
+        """At cold start: a misconfigured rate-limit table stops the container (`ConfigError`)."""
+        try:
+            self._limiter.check_table()
+        except RateLimitMisconfigured as exc:
+            raise ConfigError(str(exc)) from exc
 
     def handle(self, event: object) -> dict[str, Any]:
         """Answer one authorizer event; never raises, whatever the event holds."""
@@ -107,11 +121,21 @@ class Authorizer:
         return self._rate_limited(record, caller, started)
 
     def _rate_limited(self, record: KeyRecord, caller: Caller, started: float) -> Decision:
+        limits = Limits(record.per_second, record.per_minute)
         try:
-            refusal = self._limiter.acquire(record.key_id, Limits(record.per_second, record.per_minute))
+            refusal = self._limiter.acquire(user_identity(record.email), limits)
+        except RateLimitMisconfigured as exc:
+            # Fail closed: a missing table or permission must not silently lift every limit.
+            logger.error("rate limit misconfigured, refusing key_id=%s error=%s", record.key_id, exc)
+            return Decision(Outcome.UNAVAILABLE, caller, Reason.RATE_LIMIT_MISCONFIGURED)
         except RateLimitUnavailable as exc:
-            # fail open: an outage of the counter table must not take the API down with it
-            logger.error("rate limit unavailable, allowing key_id=%s error=%s", record.key_id, exc)
+            # Fail open: an outage of the counter table must not take the API down with it.
+            self._fail_opens += 1
+            self.metrics.add(RATE_LIMIT_FAIL_OPEN)
+            if self._fail_opens % FAIL_OPEN_LOG_EVERY == 1:  # the metric counts each; the log samples
+                logger.warning(
+                    "rate limit unavailable, allowing: fail_opens=%d error=%s", self._fail_opens, exc
+                )
             refusal = None
         if refusal is not None:
             return Decision(
@@ -179,7 +203,7 @@ def _auth_failed(reason: Reason) -> Decision:
     return Decision(Outcome.AUTH_FAILED, reason=reason)
 
 
-def _producer(settings: Settings, kinesis: KinesisClient | None) -> Producer:
+def _producer(settings: AuthorizerSettings, kinesis: KinesisClient | None) -> Producer:
     if not settings.analytics_enabled:
         return NullProducer()
     if kinesis is None:
@@ -187,4 +211,6 @@ def _producer(settings: Settings, kinesis: KinesisClient | None) -> Producer:
             connect_timeout=settings.kinesis_connect_timeout_seconds,
             read_timeout=settings.kinesis_read_timeout_seconds,
         )
-    return KinesisProducer(kinesis, settings.stream_name, settings.event_queue_size)
+    return KinesisProducer(
+        kinesis, settings.stream_name, settings.event_queue_size, retry_seconds=settings.kinesis_retry_seconds
+    )

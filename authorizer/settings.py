@@ -9,12 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from authorizer.env import Reader, between, boolean, shared_names
-from authorizer.errors import ConfigError
+from contract.environment import Reader, between, boolean, shared_names
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
+class AuthorizerSettings:
     environment: str = "local"
     stream_name: str = "complical-usage-stream-local"
     api_keys_table: str = "complical-api-keys-local"
@@ -27,10 +26,11 @@ class Settings:
     flush_on_return_ms: float = 0.0
     kinesis_connect_timeout_seconds: float = 0.1
     kinesis_read_timeout_seconds: float = 0.3
+    kinesis_retry_seconds: float = 2.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
-        read = Reader(env, ConfigError)
+    def from_env(cls, env: Mapping[str, str]) -> AuthorizerSettings:
+        read = Reader(env)
         return cls(
             **shared_names(read),
             analytics_enabled=read("ENABLE_KINESIS_ANALYTICS", "false", boolean),
@@ -41,4 +41,5 @@ class Settings:
             flush_on_return_ms=read("KINESIS_FLUSH_ON_RETURN_MS", "0", between(0, 1000)),
             kinesis_connect_timeout_seconds=read("KINESIS_CONNECT_TIMEOUT_SECONDS", "0.1", between(0.01, 10)),
             kinesis_read_timeout_seconds=read("KINESIS_READ_TIMEOUT_SECONDS", "0.3", between(0.01, 10)),
+            kinesis_retry_seconds=read("KINESIS_RETRY_SECONDS", "2", between(0, 30)),
         )

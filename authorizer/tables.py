@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from authorizer.ratelimit import TTL_ATTRIBUTE
+from authorizer.ratelimit import WINDOW_EXPIRY_ATTRIBUTE
 
 
 def table_specs(api_keys_table: str, rate_limit_table: str) -> list[dict[str, Any]]:
@@ -21,7 +21,7 @@ def ttl_specs(api_keys_table: str, rate_limit_table: str) -> list[dict[str, Any]
     return [
         {
             "TableName": rate_limit_table,
-            "TimeToLiveSpecification": {"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+            "TimeToLiveSpecification": {"Enabled": True, "AttributeName": WINDOW_EXPIRY_ATTRIBUTE},
         }
     ]
 

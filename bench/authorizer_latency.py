@@ -27,7 +27,7 @@ from authorizer import handler
 from authorizer.errors import KeyStoreUnavailable
 from authorizer.keystore import create_key
 from authorizer.tables import table_specs, ttl_specs
-from consumer.ops.local_aws import free_port, wait_until_listening
+from metering.emulator import free_port, wait_until_listening
 
 SCENARIOS = ("off", "on", "black-holed", "refused")
 KEYS = 20  # spread calls over keys so no key reaches its per-second limit
@@ -37,7 +37,7 @@ STREAM = "complical-usage-stream-bench"
 @contextmanager
 def emulator() -> Iterator[str]:
     port = free_port()
-    code = f"from consumer.ops.local_aws import serve; serve({port})"
+    code = f"from metering.emulator import serve; serve({port})"
     process = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
     try:
         wait_until_listening(port)

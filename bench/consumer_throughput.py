@@ -30,8 +30,7 @@ from consumer.core.events import decode_event
 from consumer.metrics import MULTIPROC_ENV
 from consumer.processor import LoggedDeadLetters, UsageRecordProcessor
 from consumer.sinks.memory import MemorySink
-from tests.factories import event
-from tests.kcl_fake import ScriptedDaemon
+from consumer.testing import ScriptedDaemon, event
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 

@@ -6,13 +6,16 @@ Endpoints are not configured here: boto3 resolves `AWS_ENDPOINT_URL` and
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from authorizer.errors import aws_error_code
+from consumer.errors import Misconfigured, SinkUnavailable
+from contract.aws import aws_error_code, is_configuration_error
 
 # Standard mode: exponential backoff with jitter, retries throttling and transient errors.
 _CONFIG = Config(
@@ -28,6 +31,23 @@ _CONFIG = Config(
 FLUSH_CONFIG = _CONFIG.merge(
     Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
 )
+
+
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """The one place where a failed AWS call becomes an error of ours.
+
+    A missing resource or permission is `Misconfigured` (not worth retrying); anything else,
+    throttling, timeouts, 5xx, a refused connection, is `SinkUnavailable` (retried in bounds).
+    Callers handle the codes they expect (a refused condition) inside the block.
+    """
+    try:
+        yield
+    except ClientError as exc:
+        error = Misconfigured if is_configuration_error(exc) else SinkUnavailable
+        raise error(f"{what}: {aws_error_code(exc) or exc}") from exc
+    except BotoCoreError as exc:
+        raise SinkUnavailable(f"{what}: {exc}") from exc
 
 
 def client(service: str, region: str, config: Config = _CONFIG) -> Any:

@@ -29,18 +29,40 @@ from urllib.parse import urlparse
 import amazon_kclpy
 
 from consumer import aws, leases, logs, metrics
-from consumer.errors import ConfigError
-from consumer.settings import Settings
+from consumer.settings import ConsumerSettings
+from contract.environment import ConfigError
 
 PROPERTIES_DIR = Path(__file__).resolve().parent.parent / "properties"
 JARS_DIR = Path(amazon_kclpy.__file__).resolve().parent / "jars"
 DAEMON_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
 # The KCL's Kinesis client speaks CBOR by default; JSON works with AWS and with the emulator.
 JVM_OPTIONS = "-Daws.cborEnabled=false"
+# What the MultiLangDaemon itself calls (KCL 3.x with polling, as documented for its IAM role): our
+# Python calls are derived from the code (tests/deploy/test_iam.py), the JVM's are declared here.
+KCL_DAEMON_ACTIONS = frozenset(
+    {
+        "kinesis:DescribeStream",
+        "kinesis:DescribeStreamSummary",
+        "kinesis:ListShards",
+        "kinesis:GetShardIterator",
+        "kinesis:GetRecords",
+        # the lease, coordinator-state and worker-metrics tables
+        "dynamodb:CreateTable",
+        "dynamodb:DescribeTable",
+        "dynamodb:UpdateTable",
+        "dynamodb:Scan",
+        "dynamodb:Query",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "cloudwatch:PutMetricData",
+    }
+)
 
 
 def render_properties(
-    settings: Settings,
+    settings: ConsumerSettings,
     template: Path = PROPERTIES_DIR / "consumer.properties",
     *,
     overrides: Mapping[str, str | None] | None = None,
@@ -102,7 +124,7 @@ def java_command(java: str, properties_file: Path) -> list[str]:
 
 
 def run(
-    settings: Settings,
+    settings: ConsumerSettings,
     *,
     overrides: Mapping[str, str | None] | None = None,
     env: Mapping[str, str] | None = None,
@@ -171,7 +193,7 @@ def _wait(
 
 
 def _serve_metrics(
-    settings: Settings, multiproc_dir: Path, daemon: subprocess.Popen[bytes]
+    settings: ConsumerSettings, multiproc_dir: Path, daemon: subprocess.Popen[bytes]
 ) -> ThreadingHTTPServer | None:
     if not settings.metrics_port:
         return None
@@ -181,7 +203,7 @@ def _serve_metrics(
         raise ConfigError(f"METRICS_PORT={settings.metrics_port} cannot be served: {exc}") from exc
 
 
-def _bootstrap_leases(settings: Settings, initial_position: str) -> None:
+def _bootstrap_leases(settings: ConsumerSettings, initial_position: str) -> None:
     created = leases.bootstrap(
         aws.client("dynamodb", settings.region),
         aws.client("kinesis", settings.region),

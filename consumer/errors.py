@@ -1,12 +1,8 @@
-"""Errors of the consumer package; AWS error codes are translated into these where the call is made."""
+"""Errors of the consumer package; AWS errors become these in one place (`consumer.aws.translated`)."""
 
 
 class MeteringError(Exception):
     """Base class of every error this package raises on purpose."""
-
-
-class ConfigError(MeteringError):
-    """A setting from the environment is invalid; the message names the variable."""
 
 
 class Superseded(MeteringError):
@@ -14,4 +10,12 @@ class Superseded(MeteringError):
 
 
 class SinkUnavailable(MeteringError):
-    """A durable write failed after its bounded retries; nothing past it may be checkpointed."""
+    """An AWS call failed for a reason that may pass (timeout, throttling, outage); retried in bounds.
+
+    Raised by a sink once its bounded retries are spent: nothing past it may be checkpointed.
+    """
+
+
+class Misconfigured(MeteringError):
+    """An AWS call failed in a way retrying cannot help: a missing resource or permission, or a request
+    refused as invalid. The message says what to fix."""

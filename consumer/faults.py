@@ -1,6 +1,8 @@
 """Deliberate crash points for the fault-injection tests; inert unless `METERING_FAULT` is set.
 
-`METERING_FAULT="<point>@<n>:<action>"` crashes the n-th time the named point is reached:
+`METERING_FAULT="<point>@<n>:<action>"` crashes the n-th time the named point is reached
+(`record-added`, `item-written` in a record processor; `redrive-put` in `metering dlq redrive`,
+between its PutRecords and its deletes):
 `kill-group` kills the whole consumer (CLI, JVM and every record processor) with SIGKILL, as a
 host failure would; `kill-self` kills only this record-processor child. Production never sets it.
 """
@@ -11,7 +13,7 @@ import os
 import signal
 from dataclasses import dataclass
 
-from consumer.errors import ConfigError
+from contract.environment import ConfigError
 
 ACTIONS = ("kill-group", "kill-self")
 

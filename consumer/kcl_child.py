@@ -10,11 +10,12 @@ from amazon_kclpy import kcl
 from prometheus_client import CollectorRegistry
 
 from consumer import aws, logs
-from consumer.errors import ConfigError
+from consumer.errors import MeteringError
 from consumer.faults import FaultPoints
 from consumer.metrics import ProcessorMetrics
 from consumer.processor import DeadLetters, LoggedDeadLetters, UsageRecordProcessor
-from consumer.settings import Settings
+from consumer.progress import ProgressFiles
+from consumer.settings import ConsumerSettings
 from consumer.sinks.dead_letters import SqsDeadLetters, queue_url
 from consumer.sinks.dynamodb import DynamoDBSink
 
@@ -22,7 +23,7 @@ from consumer.sinks.dynamodb import DynamoDBSink
 def main() -> None:
     # Ctrl-C in a terminal reaches the whole process group; shutdown comes from the daemon instead.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    settings = Settings.from_env(os.environ)
+    settings = ConsumerSettings.from_env(os.environ)
     logs.configure(settings.log_level)
     log = logs.get("consumer.processor").bind(pid=os.getpid())
     faults = FaultPoints.from_spec(os.environ.get("METERING_FAULT"))
@@ -34,22 +35,25 @@ def main() -> None:
         faults=faults,
         log=log,
     )
-    window, progress = settings.counting_window, None
+    progress: ProgressFiles | None = None
     dead_letters: DeadLetters
     if settings.progress_dir is not None:
-        # A replay (consumer.ops.replay): the live consumer already dead-lettered these records.
-        from consumer.ops.replay import ProgressFiles
-
+        # A replay (`metering replay`): the live consumer already dead-lettered these records.
         progress, dead_letters = ProgressFiles(settings.progress_dir), LoggedDeadLetters(log)
     else:
         sqs = aws.client("sqs", settings.region)
         try:
             dlq_url = queue_url(sqs, settings.dlq_name)
-        except ConfigError as exc:
+        except MeteringError as exc:
             log.error("startup_failed", error=str(exc))
             sys.exit(f"record processor: {exc}")
         dead_letters = SqsDeadLetters(
-            sqs, dlq_url, stream=settings.stream_name, application=settings.application_name, log=log
+            sqs,
+            dlq_url,
+            stream=settings.stream_name,
+            application=settings.application_name,
+            log=log,
+            retry_for=settings.write_retry_seconds,
         )
     processor = UsageRecordProcessor(
         sink,
@@ -57,7 +61,7 @@ def main() -> None:
         log,
         flush_interval=settings.flush_interval_seconds,
         faults=faults,
-        counts=None if window is None else lambda event: event.timestamp in window,
+        window=settings.counting_window,
         progress=progress,
         # Written to PROMETHEUS_MULTIPROC_DIR (set by `metering consume`), served by the parent.
         metrics=ProcessorMetrics(CollectorRegistry()),

@@ -21,8 +21,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from authorizer.errors import aws_error_code
 from consumer import aws
+from contract.aws import aws_error_code
 
 INITIAL_POSITIONS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
 

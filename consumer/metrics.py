@@ -39,6 +39,11 @@ class ProcessorMetrics:
             ["shard"],
             registry=registry,
         )
+        self.redrive_copies = Counter(
+            "metering_redrive_copies_ignored",
+            "Re-driven records whose origin another copy already counts (a re-drive put twice)",
+            registry=registry,
+        )
         self.events = Counter(
             "metering_events_counted", "Valid usage events aggregated, by type", ["type"], registry=registry
         )

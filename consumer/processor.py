@@ -3,11 +3,11 @@
 One instance runs per shard, in its own child process of the MultiLangDaemon. amazon_kclpy
 swallows exceptions from these methods and still reports success, which would acknowledge records
 we never counted. So every action runs under `_guarded`: an unexpected error exits the child,
-the daemon stops, and the records are replayed from the last checkpoint (exactly, see
-`consumer.core.flush`).
+the daemon stops, and the records are replayed from the last checkpoint, exactly
+(consumer/EXACTLY_ONCE.md).
 
-A replay (`consumer.ops.replay`) injects two things: `counts`, which picks the events of its
-window (the others advance the shard uncounted), and `progress`, told once the shard's records are
+A replay (`metering replay`) injects two things: `window`, the time window whose events it counts
+(the others advance the shard uncounted), and `progress`, told once the shard's records are
 durably counted and checkpointed up to the stream's tip (an empty poll with millisBehindLatest == 0),
 or at shard end.
 """
@@ -18,23 +18,30 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from amazon_kclpy.checkpoint_error import CheckpointError
 from amazon_kclpy.v3.processor import RecordProcessorBase
 from prometheus_client import CollectorRegistry
 
-from consumer.core.events import EventType, InvalidEvent, UsageEvent, decode_event, utc_now
+from consumer.core.events import MAX_EVENT_AGE, InvalidEvent, Reason, UsageEvent, decode_event, utc_now
 from consumer.core.flush import Batch, Position, ShardAccumulator
+from consumer.core.window import CountingWindow
 from consumer.errors import Superseded
 from consumer.faults import FaultPoints
 from consumer.metrics import ProcessorMetrics
 from consumer.sinks.base import CounterSink
+from contract.events import EventType
+from contract.retry import Retry
 
 # The lease moved or the worker is shutting down: checkpointing is impossible, not an error of ours.
 _LEASE_GONE = {"ShutdownException", "InvalidStateException"}
 _CHECKPOINT_ATTEMPTS = 5
+
+
+class _LeaseGone(Exception):
+    """The checkpoint was refused because the lease moved: stop, do not retry."""
 
 
 class Checkpointer(Protocol):
@@ -91,9 +98,10 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
         *,
         flush_interval: float,
         monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], datetime] = utc_now,
         faults: FaultPoints | None = None,
-        counts: Callable[[UsageEvent], bool] | None = None,
+        window: CountingWindow | None = None,
         progress: ShardProgress | None = None,
         metrics: ProcessorMetrics | None = None,
     ) -> None:
@@ -104,8 +112,12 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
         self._log = log
         self._flush_interval = flush_interval
         self._monotonic = monotonic
+        # The daemon's lease table is DynamoDB too: ride out a short hiccup, then let the child exit.
+        self._checkpoint_retry = Retry(
+            (CheckpointError,), attempts=_CHECKPOINT_ATTEMPTS, base=0.4, sleep=sleep
+        )
         self._now = now
-        self._counts = counts
+        self._window = window
         self._progress = progress
         self._reported_tip = False
         self._shard_id = ""
@@ -142,6 +154,8 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
                     redelivered.append(position)
                     continue
                 event = self._countable(record, now)
+                if event is not None and not self._counts_here(event, position):
+                    event = None
                 if event is not None:
                     counted[event.event_type] += 1
                 accumulator.add(position, event)
@@ -189,6 +203,17 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
             self._flush_all(shutdown_requested_input.checkpointer)
             self._log.info("shutdown_flushed")
 
+    def _counts_here(self, event: UsageEvent, position: Position) -> bool:
+        """A re-driven event counts only in the one copy that owns its origin (EXACTLY_ONCE.md)."""
+        if event.redrive_origin is None:
+            return True
+        expires_at = int((event.timestamp + MAX_EVENT_AGE + timedelta(days=1)).timestamp())
+        if self._sink.claim_origin(event.redrive_origin, f"{self._shard_id}/{position.key()}", expires_at):
+            return True
+        self._metrics.redrive_copies.inc()
+        self._log.info("redriven_copy_ignored", origin=event.redrive_origin, sequence=position.sequence)
+        return False
+
     def _report_redelivered(self, positions: list[Position]) -> None:
         """Records the shard had already passed: ignored (never counted again), counted and logged."""
         self._metrics.redelivered.labels(self._shard_id).inc(len(positions))
@@ -208,10 +233,17 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
         try:
             event = decode_event(record.binary_data, reference)
         except InvalidEvent as error:
-            self._metrics.rejected.labels(error.reason.value).inc()
-            self._dead_letters.send(self._shard_id, record, error)
+            self._reject(record, error)
             return None
-        return event if self._counts is None or self._counts(event) else None
+        except Exception as exc:  # a bug of ours must cost this record, never the shard
+            self._log.exception("decoder_failed", sequence=record.sequence_number)
+            self._reject(record, InvalidEvent(Reason.DECODER_ERROR, type(exc).__name__))
+            return None
+        return event if self._window is None or event.timestamp in self._window else None
+
+    def _reject(self, record: Any, error: InvalidEvent) -> None:
+        self._metrics.rejected.labels(error.reason.value).inc()
+        self._dead_letters.send(self._shard_id, record, error)
 
     def _flush_all(self, checkpointer: Checkpointer, *, at_end: bool = False) -> None:
         if self._accumulator is not None:
@@ -249,22 +281,25 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
     def _checkpoint(self, checkpointer: Checkpointer, batch: Batch | None) -> bool:
         """Checkpoint at the batch's end (or the shard's end); False if the lease is gone."""
         position = batch.range.end_position if batch else None
-        for attempt in range(1, _CHECKPOINT_ATTEMPTS + 1):
+
+        def checkpoint() -> None:
             try:
                 if position is None:
                     checkpointer.checkpoint()
                 else:
                     checkpointer.checkpoint(position.sequence, position.sub_sequence)
-                return True
             except CheckpointError as exc:
                 if exc.value in _LEASE_GONE:
-                    self._log.warning("checkpoint_refused", error=exc.value)
-                    self._accumulator = None
-                    return False
-                if attempt == _CHECKPOINT_ATTEMPTS:
-                    raise
-                time.sleep(0.2 * 2**attempt)
-        return False
+                    raise _LeaseGone(exc.value) from exc
+                raise
+
+        try:
+            self._checkpoint_retry.call(checkpoint)
+        except _LeaseGone as gone:
+            self._log.warning("checkpoint_refused", error=str(gone))
+            self._accumulator = None
+            return False
+        return True
 
     def _require_accumulator(self) -> ShardAccumulator:
         if self._accumulator is None:

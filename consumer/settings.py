@@ -5,7 +5,7 @@ instead of failing later inside a flush. Endpoints are not settings: boto3 resol
 `AWS_ENDPOINT_URL` and its per-service forms itself.
 
 `COUNT_EVENTS_FROM`/`COUNT_EVENTS_TO` and `REPLAY_PROGRESS_DIR` are set by `metering replay` for
-the daemon it starts (see `consumer.ops.replay`); the live consumer leaves them unset.
+the daemon it starts (see `metering.commands.replay`); the live consumer leaves them unset.
 """
 
 from __future__ import annotations
@@ -16,31 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from authorizer.env import Reader, between, resource_name, shared_names
-from consumer.errors import ConfigError
+from consumer.core.window import CountingWindow
+from contract.environment import ConfigError, Reader, between, resource_name, shared_names
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @dataclass(frozen=True, slots=True)
-class CountingWindow:
-    """Events counted by a replay: those whose own timestamp is in [start, end)."""
-
-    start: datetime
-    end: datetime
-
-    def __post_init__(self) -> None:
-        if self.start.tzinfo is None or self.end.tzinfo is None:
-            raise ValueError("window bounds need a time zone")
-        if self.start >= self.end:
-            raise ValueError(f"the window is empty: {self.start.isoformat()} >= {self.end.isoformat()}")
-
-    def __contains__(self, at: datetime) -> bool:
-        return self.start <= at < self.end
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
+class ConsumerSettings:
     environment: str
     region: str
     stream_name: str
@@ -59,8 +42,8 @@ class Settings:
     progress_dir: Path | None = None  # where shards report "read up to the tip" (replay only)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
-        read = Reader(env, ConfigError)
+    def from_env(cls, env: Mapping[str, str]) -> ConsumerSettings:
+        read = Reader(env)
         names = shared_names(read)
         environment = names["environment"]
         return cls(

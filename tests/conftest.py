@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from consumer.ops import local_aws
+from metering import emulator as local_aws
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""In-memory aggregation of usage events into the analytics table's items.
+"""In-memory aggregation of usage events into the analytics table's items (`contract.table`).
 
 Buckets come from the event's own timestamp in UTC, so a replay lands in the same items as the
 original run. Each event adds to: the user's all-time, minute and hour items (when the user is
@@ -8,14 +8,12 @@ known), the global minute and hour items, and the source IP's hour item.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 
-from consumer.core.events import EventType, UsageEvent
-
-BUCKET_RETENTION = timedelta(days=7)
-GLOBAL = "GLOBAL"
-TOTAL = "TOTAL"
+from consumer.core.events import UsageEvent
+from contract.events import EventType, email_key
+from contract.table import BUCKET_RETENTION, GLOBAL, TOTAL, hour_sk, ip_pk, minute_sk, user_pk
 
 ItemKey = tuple[str, str]  # (pk, sk)
 
@@ -55,8 +53,8 @@ class Aggregate:
         at = event.timestamp.astimezone(UTC)
         minute, hour = _buckets(int(at.timestamp()) // 60)
         self.events += 1
-        user = user_key(event.user_email)
-        if user is not None:
+        if event.user_email is not None:
+            user = user_pk(email_key(event.user_email))
             total = self._item(user, TOTAL)
             total.count(event.event_type)
             total.seen(at)
@@ -65,7 +63,7 @@ class Aggregate:
         self._bucket(GLOBAL, minute).count(event.event_type)
         self._bucket(GLOBAL, hour).count(event.event_type)
         if event.source_ip:
-            self._bucket(f"IP#{event.source_ip}", hour).count(event.event_type)
+            self._bucket(ip_pk(event.source_ip), hour).count(event.event_type)
 
     def _item(self, pk: str, sk: str) -> Counters:
         counters = self.items.get((pk, sk))
@@ -87,34 +85,6 @@ def _buckets(epoch_minute: int) -> tuple[tuple[str, int], tuple[str, int]]:
     minute = datetime.fromtimestamp(epoch_minute * 60, UTC)
     hour = minute.replace(minute=0)
     return (
-        (minute_bucket(minute), int((minute + BUCKET_RETENTION).timestamp())),
-        (hour_bucket(hour), int((hour + BUCKET_RETENTION).timestamp())),
+        (minute_sk(minute), int((minute + BUCKET_RETENTION).timestamp())),
+        (hour_sk(hour), int((hour + BUCKET_RETENTION).timestamp())),
     )
-
-
-def user_key(email: str | None) -> str | None:
-    # Emails are case-insensitive in practice; one user must not split into two items.
-    return f"USER#{email.strip().lower()}" if email else None
-
-
-def minute_bucket(at: datetime) -> str:
-    return f"MINUTE#{at:%Y-%m-%dT%H:%M}"
-
-
-def hour_bucket(at: datetime) -> str:
-    return f"HOUR#{at:%Y-%m-%dT%H}"
-
-
-def bucket_start(sk: str) -> datetime:
-    kind, _, stamp = sk.partition("#")
-    fmt = "%Y-%m-%dT%H:%M" if kind == "MINUTE" else "%Y-%m-%dT%H"
-    return datetime.strptime(stamp, fmt).replace(tzinfo=UTC)
-
-
-def expiry(sk: str) -> int:
-    """The bucket's TTL: its start plus the retention, in epoch seconds."""
-    return int((bucket_start(sk) + BUCKET_RETENTION).timestamp())
-
-
-def rfc3339(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,8 +1,9 @@
-"""The usage event contract, version 1, and its decoder.
+"""Decoding one record's bytes into a usage event v1 (`contract.events`), or a reason it cannot count.
 
-Decoding is strict on the fields we count by and lenient on the rest: producers may add fields
-(ignored), and descriptive fields may be missing. A record that cannot be counted raises
-`InvalidEvent` with a machine-readable reason, so the caller can dead-letter it and go on.
+Decoding is total: any bytes give an event or `InvalidEvent` with a machine-readable reason, so the
+caller can dead-letter the record and go on (tests/unit/test_decoder_fuzz.py). It is strict on the
+fields we count by and lenient on the rest: producers may add fields (ignored), and descriptive
+fields may be missing.
 """
 
 from __future__ import annotations
@@ -15,17 +16,19 @@ from typing import Annotated, Literal
 
 import msgspec
 
-MAX_EVENT_BYTES = 16 * 1024
+from contract.events import (
+    EMAIL_PATTERN,
+    MAX_EMAIL_CHARS,
+    MAX_EVENT_BYTES,
+    MAX_SOURCE_IP_CHARS,
+    MAX_TEXT_CHARS,
+    EventType,
+)
+
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 # Older than the stream's retention (7 days) plus the dead-letter queue's (14 days), so that a
 # re-driven record is still counted; older still is a producer's broken clock.
 MAX_EVENT_AGE = timedelta(days=30)
-
-
-class EventType(StrEnum):
-    API_CALL = "API_CALL"
-    API_AUTH_FAILED = "API_AUTH_FAILED"
-    API_RATE_LIMITED = "API_RATE_LIMITED"
 
 
 class Reason(StrEnum):
@@ -36,8 +39,12 @@ class Reason(StrEnum):
     UNSUPPORTED_VERSION = "UNSUPPORTED_VERSION"
     UNKNOWN_EVENT_TYPE = "UNKNOWN_EVENT_TYPE"
     INVALID_FIELD = "INVALID_FIELD"
+    TOO_DEEP = "TOO_DEEP"  # nested deeper than the decoder can read, in any field
     FUTURE_TIMESTAMP = "FUTURE_TIMESTAMP"
     STALE_TIMESTAMP = "STALE_TIMESTAMP"
+    # The decoder itself failed on this record (a bug of ours): the record waits in the dead-letter
+    # queue for the fix and a re-drive, and the shard goes on.
+    DECODER_ERROR = "DECODER_ERROR"
 
 
 class InvalidEvent(ValueError):
@@ -47,11 +54,9 @@ class InvalidEvent(ValueError):
         self.detail = detail
 
 
-Text = Annotated[str, msgspec.Meta(max_length=2048)]
-# The fields that become item keys stay within DynamoDB's 1,024 bytes for the `by-bucket` index's
-# sort key, even in 4-byte UTF-8: an oversized key would fail every retry of its flush.
-Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
-SourceIp = Annotated[str, msgspec.Meta(max_length=64)]
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)]
+Email = Annotated[str, msgspec.Meta(max_length=MAX_EMAIL_CHARS, pattern=EMAIL_PATTERN)]
+SourceIp = Annotated[str, msgspec.Meta(max_length=MAX_SOURCE_IP_CHARS)]
 UtcTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
@@ -62,6 +67,7 @@ class UsageEvent(msgspec.Struct, frozen=True, rename="camel"):
     timestamp: UtcTime
     user_email: Email | None = None
     api_key_id: Text | None = None
+    plan: Text | None = None
     source_ip: SourceIp | None = None
     environment: Text | None = None
     http_method: Text | None = None
@@ -70,6 +76,7 @@ class UsageEvent(msgspec.Struct, frozen=True, rename="camel"):
     user_agent: Text | None = None
     request_id: Text | None = None
     reason: Text | None = None
+    redrive_origin: Text | None = None
 
 
 class _Envelope(msgspec.Struct):
@@ -94,12 +101,20 @@ def decode_event(data: bytes, now: datetime) -> UsageEvent:
         raise _classify(data, _without_values(str(exc))) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         # msgspec reports bad UTF-8 inside a string as UnicodeDecodeError, not DecodeError.
-        raise InvalidEvent(Reason.NOT_JSON, str(exc)) from None
+        raise InvalidEvent(Reason.NOT_JSON, _without_values(str(exc))) from None
+    except RecursionError:
+        # msgspec recurses even to skip an unknown field: a 2 KiB `[[[[...` would stop the shard.
+        raise InvalidEvent(Reason.TOO_DEEP, "nested deeper than the decoder can read") from None
     if event.timestamp - now > MAX_CLOCK_SKEW:
-        raise InvalidEvent(Reason.FUTURE_TIMESTAMP, f"{event.timestamp.isoformat()} is ahead of {now}")
+        raise InvalidEvent(Reason.FUTURE_TIMESTAMP, f"{_iso(event.timestamp)} is ahead of {now}")
     if now - event.timestamp > MAX_EVENT_AGE:
-        raise InvalidEvent(Reason.STALE_TIMESTAMP, f"{event.timestamp.isoformat()} is long before {now}")
+        raise InvalidEvent(Reason.STALE_TIMESTAMP, f"{_iso(event.timestamp)} is long before {now}")
     return event
+
+
+def _iso(at: datetime) -> str:
+    """A timestamp as sent: some cannot be shown in UTC (year 1 at +14:00, year 9999 at -14:00)."""
+    return at.isoformat(timespec="milliseconds")
 
 
 def _without_values(message: str) -> str:
@@ -110,7 +125,7 @@ def _without_values(message: str) -> str:
     """
     what, separator, path = message.rpartition(" - at ")  # the path comes last, after any value
     if not separator:
-        what = message
+        what, path = message, ""
     return _VALUE.sub("value", what) + separator + path
 
 
@@ -119,11 +134,13 @@ def _classify(data: bytes, detail: str) -> InvalidEvent:
         envelope = _envelope_decoder.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError):
         return InvalidEvent(Reason.INVALID_FIELD, detail)
+    except RecursionError:
+        return InvalidEvent(Reason.TOO_DEEP, "nested deeper than the decoder can read")
     if envelope.version != 1:
         return InvalidEvent(Reason.UNSUPPORTED_VERSION, detail)
-    if envelope.eventType not in EventType.__members__:
+    if isinstance(envelope.eventType, str) and envelope.eventType not in EventType.__members__:
         return InvalidEvent(Reason.UNKNOWN_EVENT_TYPE, detail)
-    return InvalidEvent(Reason.INVALID_FIELD, detail)
+    return InvalidEvent(Reason.INVALID_FIELD, detail)  # missing or not a string: a field error
 
 
 def utc_now() -> datetime:

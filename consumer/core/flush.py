@@ -1,22 +1,7 @@
 """Cutting one shard's records into flush ranges that a replay can rebuild exactly.
 
-Why this exists: the KCL delivers at least once. After a crash it replays from the last
-checkpoint, and plain counter increments would count the replayed records twice. So:
-
-1. A flush covers a range of the shard: (start, end], where start is the last checkpoint.
-2. Before writing, the flush records its range (the "intent") durably.
-3. Every item update is conditional on a per-shard watermark stored in the item: it applies only
-   if the item's watermark for this shard is below `end`, and sets it to `end`. Replaying the
-   same range is therefore a no-op on items already written.
-4. Only after every item is written is the shard checkpointed at `end`.
-
-After a restart the checkpoint may lag the intent (crash between 2 and 4). The accumulator then
-cuts its ranges at the intent's boundaries. An item's watermark is always the end of some earlier
-flush, so a range that does not straddle one is, for each item, either wholly applied already
-(skipped) or not at all (applied): replayed records are counted exactly once.
-
-Positions are compared as `Position.key()` strings: Kinesis sequence numbers are decimal strings
-of varying length, larger than DynamoDB numbers, and comparable only within one shard.
+A flush covers a range `(start, end]` of one shard; after a restart, ranges are cut at the last
+recorded intent. Why that makes replays exact is explained in consumer/EXACTLY_ONCE.md.
 """
 
 from __future__ import annotations

@@ -16,6 +16,14 @@ class CounterSink(Protocol):
         """
         ...
 
+    def claim_origin(self, origin: str, record: str, expires_at: int) -> bool:
+        """Whether `record` (shard and position) is the one copy of a re-driven `origin` that counts.
+
+        The first record to ask owns the origin for good (until `expires_at`); asking again for
+        the same record (a replay) answers True again, for any other copy False.
+        """
+        ...
+
     def write(self, batch: Batch) -> None:
         """Record the batch's range, then apply its counters idempotently.
 

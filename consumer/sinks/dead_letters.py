@@ -8,8 +8,9 @@ big for that (a Kinesis record can be 1 MiB) keeps a prefix of its data, with `d
 and the whole record's `dataSha256`; `dataBytes` is always the original length.
 
 Messages are buffered by `send` and written by `flush`, which the processor calls before any
-checkpoint passes them. A replay after a crash can therefore send a record twice: readers
-deduplicate by `position` (shard, sequence, sub-sequence), see `consumer.ops.dlq`.
+checkpoint passes them, riding out an SQS outage as a flush rides out a DynamoDB one. A replay
+after a crash can therefore send a record twice: readers deduplicate by `record_id` (shard,
+sequence, sub-sequence), see `metering.commands.dlq`.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
-from botocore.exceptions import BotoCoreError, ClientError
 
-from consumer.core.aggregate import rfc3339
+from consumer.aws import translated
 from consumer.core.events import InvalidEvent
-from consumer.errors import ConfigError, SinkUnavailable
+from consumer.errors import Misconfigured, SinkUnavailable
+from contract.events import format_timestamp
+from contract.retry import Retry
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -38,13 +40,13 @@ DOCUMENT_VERSION = 1
 MAX_MESSAGE_BYTES = 256 * 1024
 BATCH_ENTRIES = 10
 DETAIL_CHARS = 500
-_SEND_ATTEMPTS = 5
+_SEND_ATTEMPTS = 5  # for the entries of one SendMessageBatch that SQS refused for the moment
 
 T = TypeVar("T")
 # Characters SQS refuses in a message body (orjson already escapes the control characters).
 _UNSAFE = re.compile("[\ud800-\udfff\ufffe\uffff]")
 
-Position = tuple[str, str, int]
+RecordId = tuple[str, str, int]  # shard, sequence number, sub-sequence number
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +67,7 @@ class DeadLetter:
     application: str
 
     @property
-    def position(self) -> Position:
+    def record_id(self) -> RecordId:
         """What identifies the record: two copies of one dead letter share it."""
         return (self.shard_id, self.sequence_number, self.sub_sequence_number)
 
@@ -134,7 +136,7 @@ def dead_letter(
         sequence_number=str(record.sequence_number),
         sub_sequence_number=int(record.sub_sequence_number or 0),
         partition_key=str(record.partition_key),
-        arrived_at=rfc3339(arrived),
+        arrived_at=format_timestamp(arrived),
         reason=str(error.reason),
         detail=error.detail,
         data=data,
@@ -169,12 +171,12 @@ def pack_batches(
 
 def queue_url(client: SQSClient, name: str) -> str:
     """The queue's URL; a missing queue is a configuration error (it is made by `metering provision`)."""
-    try:
+    with translated(f"finding the dead-letter queue DLQ_NAME={name!r} (made by `metering provision`)"):
         return client.get_queue_url(QueueName=name)["QueueUrl"]
-    except client.exceptions.QueueDoesNotExist as exc:
-        raise ConfigError(
-            f"DLQ_NAME={name!r} is invalid: the dead-letter queue does not exist (run `metering provision`)"
-        ) from exc
+
+
+class _Refused(Exception):
+    """Some entries of a SendMessageBatch were refused for the moment; retried on their own."""
 
 
 class SqsDeadLetters:
@@ -188,17 +190,25 @@ class SqsDeadLetters:
         stream: str,
         application: str,
         log: Any,
+        retry_for: float = 60.0,
         concurrency: int = 4,
         sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._queue_url = queue_url
         self._stream = stream
         self._application = application
         self._log = log
-        self._sleep = sleep
         self._pending: list[bytes] = []
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dlq-flush")
+        # The same bounded ride-out as a flush's (WRITE_RETRY_SECONDS): past it the child exits.
+        self._outage = Retry(
+            (SinkUnavailable,), deadline=retry_for, base=1.0, sleep=sleep, monotonic=monotonic
+        )
+        self._refusals = Retry(
+            (_Refused,), attempts=_SEND_ATTEMPTS, base=0.2, sleep=sleep, monotonic=monotonic
+        )
 
     @property
     def pending(self) -> int:
@@ -219,39 +229,47 @@ class SqsDeadLetters:
         )
 
     def flush(self) -> None:
-        """Write every buffered message, or raise `SinkUnavailable` (the buffer is then kept)."""
-        if not self._pending:
-            return
-        futures = [self._pool.submit(self._send_batch, batch) for batch in pack_batches(self._pending)]
-        errors = [exc for f in futures if (exc := f.exception()) is not None]
-        if errors:
-            raise SinkUnavailable(f"{len(errors)} of {len(futures)} dead-letter batches failed: {errors[0]}")
-        self._pending.clear()
+        """Write every buffered message; past the ride-out, `SinkUnavailable` (the buffer is kept)."""
+        if self._pending:
+            self._outage.call(self._flush_once, on_retry=self._retrying)
+            self._pending.clear()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
+    def _retrying(self, attempt: int, error: BaseException) -> None:
+        self._log.warning("dead_letter_retry", attempt=attempt, error=str(error)[:300])
+
+    def _flush_once(self) -> None:
+        futures = [self._pool.submit(self._send_batch, batch) for batch in pack_batches(self._pending)]
+        errors = [exc for f in futures if (exc := f.exception()) is not None]
+        lasting = [error for error in errors if not isinstance(error, SinkUnavailable)]
+        if lasting:
+            raise lasting[0]  # a missing queue or permission, a refused message: not worth riding out
+        if errors:
+            raise SinkUnavailable(f"{len(errors)} of {len(futures)} dead-letter batches failed: {errors[0]}")
+
     def _send_batch(self, bodies: list[bytes]) -> None:
+        """One SendMessageBatch; entries refused for the moment are sent again, a few times."""
         entries = [{"Id": str(i), "MessageBody": body.decode()} for i, body in enumerate(bodies)]
-        for attempt in range(1, _SEND_ATTEMPTS + 1):
-            try:
-                # botocore retries throttling and transient errors of the call itself.
+
+        def send() -> None:
+            nonlocal entries
+            with translated("SendMessageBatch"):
                 reply = self._client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)  # type: ignore[arg-type]
-            except (ClientError, BotoCoreError) as exc:
-                raise SinkUnavailable(f"SendMessageBatch: {exc}") from exc
             failed = reply.get("Failed", [])
-            if not failed:
-                return
             permanent = [f for f in failed if f.get("SenderFault")]
             if permanent:
-                raise SinkUnavailable(f"SendMessageBatch refused a message: {permanent[0].get('Code')}")
-            ids = {f["Id"] for f in failed}
-            entries = [e for e in entries if e["Id"] in ids]
-            if attempt < _SEND_ATTEMPTS:
-                self._sleep(0.1 * 2**attempt)
-        raise SinkUnavailable(
-            f"SendMessageBatch: {len(entries)} messages still failing after {_SEND_ATTEMPTS} tries"
-        )
+                raise Misconfigured(f"SendMessageBatch refused a message: {permanent[0].get('Code')}")
+            refused = {f["Id"] for f in failed}
+            entries = [entry for entry in entries if entry["Id"] in refused]
+            if entries:
+                raise _Refused(f"{len(entries)} messages refused for the moment")
+
+        try:
+            self._refusals.call(send)
+        except _Refused as exc:
+            raise SinkUnavailable(f"SendMessageBatch: {exc} after {_SEND_ATTEMPTS} tries") from exc
 
 
 def _safe(text: str) -> str:

@@ -1,70 +1,36 @@
-"""The analytics table: its schema, and the idempotent counter writes of a flush.
+"""The analytics table's writer: the claim, the intent and the idempotent counter writes of a flush.
 
-Each item update is `ADD` on the counters, guarded by the item's watermark for the writing shard
-(`w_<shardId>`, a position key): see `consumer.core.flush` for why that makes replays exact.
-DynamoDB cannot batch updates, so a flush fans its updates out over a small thread pool; botocore's
-standard retry mode handles throttling and transient errors with backoff and jitter.
+Each item update is `ADD` on the counters, guarded by the item's watermark for the writing shard;
+consumer/EXACTLY_ONCE.md explains why that makes replays exact. DynamoDB cannot batch updates, so
+a flush fans its updates out over a small thread pool; botocore's standard retry mode handles
+throttling and transient errors of each call.
 """
 
 from __future__ import annotations
 
-import itertools
-import random
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, cast
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from authorizer.errors import aws_error_code
-from consumer.core.aggregate import Counters, ItemKey, rfc3339
+from consumer.aws import translated
+from consumer.core.aggregate import Counters, ItemKey
 from consumer.core.flush import Batch, FlushRange
 from consumer.errors import SinkUnavailable, Superseded
 from consumer.faults import FaultPoints
+from contract.aws import aws_error_code
+from contract.events import format_timestamp
+from contract.retry import Retry
+from contract.table import BUCKET, EXPIRES_AT, intent_key, origin_key, watermark
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-BUCKET_INDEX = "by-bucket"
-_MAX_BACKOFF = 8.0
-TTL_ATTRIBUTE = "expiresAt"
 # Concurrent writers of one TOTAL item may move its firstSeen/lastSeen between our tries; rare.
 _SEEN_ATTEMPTS = 4
-COUNTERS = ("calls", "authFailures", "rateLimited")  # the counter attributes of every analytics item
-
-
-def read_counters(item: dict[str, Any]) -> dict[str, int]:
-    """The counters of an analytics item as read from DynamoDB (absent ones are 0)."""
-    return {name: int(item.get(name, {}).get("N", "0")) for name in COUNTERS}
-
-
-def analytics_table_spec(table_name: str) -> dict[str, Any]:
-    """`create_table` arguments. The GSI lists every user/IP/global item of one time bucket."""
-    return {
-        "TableName": table_name,
-        "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": [
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-            {"AttributeName": "bucket", "AttributeType": "S"},
-        ],
-        "KeySchema": [
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        "GlobalSecondaryIndexes": [
-            {
-                "IndexName": BUCKET_INDEX,
-                "KeySchema": [
-                    {"AttributeName": "bucket", "KeyType": "HASH"},
-                    {"AttributeName": "pk", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-        "SSESpecification": {"Enabled": True},
-    }
+_REFUSED = "ConditionalCheckFailedException"
 
 
 class DynamoDBSink:
@@ -82,13 +48,14 @@ class DynamoDBSink:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
-        self._retry_for = retry_for
         self._log = log
-        self._sleep = sleep
-        self._monotonic = monotonic
         self._faults = faults or FaultPoints()
         self._table = table_name
-        self._intent_pk = f"FLUSH#{application_name}"
+        self._application = application_name
+        # Rides out an outage of up to `retry_for` seconds; full jitter keeps shards out of step.
+        self._retry = Retry(
+            (SinkUnavailable,), deadline=retry_for, base=1.0, cap=8.0, sleep=sleep, monotonic=monotonic
+        )
         self._claims: dict[str, str] = {}  # shard -> our claim number (see `claim`)
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ddb-flush")
 
@@ -99,21 +66,39 @@ class DynamoDBSink:
         its replay at that range) or refused (`Superseded`), so two processors never apply
         differently cut ranges of one shard to the same items.
         """
-        try:
+        with translated(f"claiming the flushes of {shard_id}"):
             reply = self._client.update_item(
                 TableName=self._table,
-                Key=self._intent_key(shard_id),
+                Key=intent_key(self._application, shard_id),
                 UpdateExpression="ADD claim :one",
                 ExpressionAttributeValues={":one": {"N": "1"}},
                 ReturnValues="ALL_NEW",
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise SinkUnavailable(f"claiming the flushes of {shard_id}: {exc}") from exc
         item = reply["Attributes"]
         self._claims[shard_id] = item["claim"]["N"]
         if "end" not in item:
             return None
         return FlushRange(shard_id, item.get("start", {}).get("S"), item["end"]["S"])
+
+    def claim_origin(self, origin: str, record: str, expires_at: int) -> bool:
+        def claim() -> bool:
+            with translated(f"claiming the re-driven origin {origin}"):
+                try:
+                    self._client.update_item(
+                        TableName=self._table,
+                        Key=origin_key(origin),
+                        UpdateExpression="SET #by = if_not_exists(#by, :me), #ttl = :ttl",
+                        ConditionExpression="attribute_not_exists(#by) OR #by = :me",
+                        ExpressionAttributeNames={"#by": "countedBy", "#ttl": EXPIRES_AT},
+                        ExpressionAttributeValues={":me": {"S": record}, ":ttl": {"N": str(expires_at)}},
+                    )
+                except ClientError as exc:
+                    if aws_error_code(exc) == _REFUSED:
+                        return False  # another copy counts this origin
+                    raise
+            return True
+
+        return self._retry.call(claim, on_retry=self._retrying)
 
     def write(self, batch: Batch) -> None:
         """Write the batch, retrying the whole (idempotent) write through outages for a bounded time.
@@ -124,20 +109,11 @@ class DynamoDBSink:
         attempt stops at its first failed update, so the whole write ends within `retry_for` plus a
         few calls' worst case (the intent, then an update queued behind a stuck one).
         """
-        deadline = self._monotonic() + self._retry_for
-        for attempt in itertools.count(1):
-            try:
-                self._write_once(batch)
-                return
-            except SinkUnavailable as exc:
-                remaining = deadline - self._monotonic()
-                if remaining <= 0:
-                    raise
-                if self._log is not None:
-                    self._log.warning("flush_retry", attempt=attempt, error=str(exc)[:300])
-                # Full jitter: concurrent shards must not hammer a recovering table in step.
-                backoff = random.uniform(0, min(_MAX_BACKOFF, 0.5 * 2**attempt))  # noqa: S311
-                self._sleep(min(backoff, remaining))
+        self._retry.call(lambda: self._write_once(batch), on_retry=self._retrying)
+
+    def _retrying(self, attempt: int, error: BaseException) -> None:
+        if self._log is not None:
+            self._log.warning("flush_retry", attempt=attempt, error=str(error)[:300])
 
     def _write_once(self, batch: Batch) -> None:
         self._record_intent(batch.range)
@@ -152,14 +128,14 @@ class DynamoDBSink:
         for future in pending:
             future.cancel()
         errors = [exc for f in done if (exc := f.exception()) is not None]
+        lasting = [error for error in errors if not isinstance(error, SinkUnavailable)]
+        if lasting:
+            raise lasting[0]  # misconfigured, or a bug: not worth riding out
         if errors:
             raise SinkUnavailable(f"{len(errors)} of {len(futures)} item updates failed: {errors[0]}")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-
-    def _intent_key(self, shard_id: str) -> dict[str, Any]:
-        return {"pk": {"S": self._intent_pk}, "sk": {"S": f"SHARD#{shard_id}"}}
 
     def _record_intent(self, flush_range: FlushRange) -> None:
         shard_id = flush_range.shard_id
@@ -168,38 +144,38 @@ class DynamoDBSink:
             update = "SET #end = :end REMOVE #start"
         else:
             update, values[":start"] = "SET #end = :end, #start = :start", {"S": flush_range.start}
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=self._intent_key(shard_id),
-                UpdateExpression=update,
-                ConditionExpression="#claim = :claim",
-                ExpressionAttributeNames={"#end": "end", "#start": "start", "#claim": "claim"},
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            if aws_error_code(exc) == "ConditionalCheckFailedException":
-                raise Superseded(f"{shard_id} was claimed by another record processor") from exc
-            raise SinkUnavailable(f"recording the flush intent: {exc}") from exc
-        except BotoCoreError as exc:
-            raise SinkUnavailable(f"recording the flush intent: {exc}") from exc
+        with translated("recording the flush intent"):
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=intent_key(self._application, shard_id),
+                    UpdateExpression=update,
+                    ConditionExpression="#claim = :claim",
+                    ExpressionAttributeNames={"#end": "end", "#start": "start", "#claim": "claim"},
+                    ExpressionAttributeValues=values,
+                )
+            except ClientError as exc:
+                if aws_error_code(exc) == _REFUSED:
+                    raise Superseded(f"{shard_id} was claimed by another record processor") from exc
+                raise
 
     def _apply(self, key: ItemKey, counters: Counters, flush_range: FlushRange) -> None:
         seen: dict[str, Any] | None = None  # firstSeen/lastSeen as read back after a refusal
         for _ in range(_SEEN_ATTEMPTS):
             request = _counter_update(key, counters, flush_range, seen)
-            try:
-                self._client.update_item(
-                    TableName=self._table, ReturnValuesOnConditionCheckFailure="ALL_OLD", **request
-                )
-            except ClientError as exc:
-                if aws_error_code(exc) != "ConditionalCheckFailedException":
-                    raise
-                old = cast(dict[str, Any], exc.response.get("Item")) or self._read(key)
-                if _applied(old, flush_range):
-                    return  # this shard already applied this range to this item: a replay
-                seen = old  # refused by firstSeen/lastSeen only: retry moving just what must move
-                continue
+            with translated(f"updating {key}"):
+                try:
+                    self._client.update_item(
+                        TableName=self._table, ReturnValuesOnConditionCheckFailure="ALL_OLD", **request
+                    )
+                except ClientError as exc:
+                    if aws_error_code(exc) != _REFUSED:
+                        raise
+                    old = cast(dict[str, Any], exc.response.get("Item")) or self._read(key)
+                    if _applied(old, flush_range):
+                        return  # this shard already applied this range to this item: a replay
+                    seen = old  # refused by firstSeen/lastSeen only: retry moving just what must move
+                    continue
             self._faults.hit("item-written")
             return
         raise SinkUnavailable(f"{key}: firstSeen/lastSeen kept changing under {_SEEN_ATTEMPTS} updates")
@@ -213,8 +189,8 @@ class DynamoDBSink:
 
 
 def _applied(item: dict[str, Any], flush_range: FlushRange) -> bool:
-    watermark = item.get(f"w_{flush_range.shard_id}", {}).get("S")
-    return watermark is not None and watermark >= flush_range.end
+    applied_to = item.get(watermark(flush_range.shard_id), {}).get("S")
+    return applied_to is not None and applied_to >= flush_range.end
 
 
 def _counter_update(
@@ -228,15 +204,15 @@ def _counter_update(
         ":auth": {"N": str(counters.auth_failures)},
         ":limited": {"N": str(counters.rate_limited)},
     }
-    names = {"#w": f"w_{flush_range.shard_id}"}
+    names = {"#w": watermark(flush_range.shard_id)}
     if counters.bucket is not None and counters.expires_at is not None:
         sets += ["#bucket = :bucket", "#ttl = :ttl"]
         values[":bucket"] = {"S": counters.bucket}
         values[":ttl"] = {"N": str(counters.expires_at)}
-        names |= {"#bucket": "bucket", "#ttl": TTL_ATTRIBUTE}
+        names |= {"#bucket": BUCKET, "#ttl": EXPIRES_AT}
     if counters.first_seen is not None and counters.last_seen is not None:
         seen_sets, seen_conditions, seen_values = _seen_bounds(
-            rfc3339(counters.first_seen), rfc3339(counters.last_seen), seen
+            format_timestamp(counters.first_seen), format_timestamp(counters.last_seen), seen
         )
         sets += seen_sets
         conditions += seen_conditions

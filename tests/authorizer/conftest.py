@@ -15,6 +15,7 @@ from moto import mock_aws
 from authorizer.keystore import create_key
 from authorizer.producer import KinesisProducer
 from authorizer.tables import table_specs, ttl_specs
+from consumer.testing import FakeClock
 
 KEYS_TABLE = "complical-api-keys-test"
 LIMITS_TABLE = "complical-rate-limits-test"
@@ -23,24 +24,13 @@ METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/GET/items/4
 START = 1_795_000_000.25  # a fixed instant: 2026-11-18T11:06:40.250Z, 40.25 s into its minute
 
 
-class FakeClock:
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @dataclass
 class Aws:
     dynamodb: Any
     kinesis: Any
 
     def read_stream(self, stream: str = STREAM) -> list[dict[str, Any]]:
-        events = []
+        events: list[dict[str, Any]] = []
         for shard in self.kinesis.list_shards(StreamName=stream)["Shards"]:
             iterator = self.kinesis.get_shard_iterator(
                 StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
@@ -89,7 +79,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(START)
 
 
 @pytest.fixture
@@ -122,7 +112,7 @@ def count_calls(client: Any, operation: str, stage: str = "before-call") -> list
 
 
 def new_key(aws: Aws, email: str = "ada@example.com", plan: str = "free") -> tuple[str, str]:
-    return create_key(aws.dynamodb, KEYS_TABLE, email, plan, FakeClock())
+    return create_key(aws.dynamodb, KEYS_TABLE, email, plan, FakeClock(START))
 
 
 def rest_event(headers: Any = None, **overrides: Any) -> dict[str, Any]:

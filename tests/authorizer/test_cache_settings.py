@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from authorizer.cache import TtlCache
-from authorizer.errors import ConfigError
-from authorizer.settings import Settings
-from tests.authorizer.conftest import FakeClock
+from authorizer.settings import AuthorizerSettings
+from consumer.testing import FakeClock
+from contract.environment import ConfigError
 
 
 def test_entries_expire_after_ttl() -> None:
@@ -40,17 +40,17 @@ def test_zero_size_cache_stores_nothing() -> None:
 
 def test_settings_defaults_follow_the_environment_name() -> None:
     """Resource names default from ENVIRONMENT; analytics are off unless enabled."""
-    settings = Settings.from_env({"ENVIRONMENT": "staging"})
+    settings = AuthorizerSettings.from_env({"ENVIRONMENT": "staging"})
     assert settings.stream_name == "complical-usage-stream-staging"
     assert settings.api_keys_table == "complical-api-keys-staging"
     assert settings.rate_limit_table == "complical-rate-limits-staging"
     assert settings.analytics_enabled is False
-    assert Settings.from_env({}).environment == "local"
+    assert AuthorizerSettings.from_env({}).environment == "local"
 
 
 def test_settings_read_explicit_values() -> None:
     """Explicit variables override the defaults."""
-    settings = Settings.from_env(
+    settings = AuthorizerSettings.from_env(
         {
             "ENABLE_KINESIS_ANALYTICS": "TRUE",
             "USAGE_STREAM_NAME": "s",
@@ -78,4 +78,4 @@ def test_settings_read_explicit_values() -> None:
 def test_bad_value_names_the_variable(variable: str, value: str) -> None:
     """A bad value raises ConfigError naming the variable."""
     with pytest.raises(ConfigError, match=variable):
-        Settings.from_env({variable: value})
+        AuthorizerSettings.from_env({variable: value})

@@ -8,8 +8,9 @@ import uuid
 import pytest
 
 from authorizer.decision import Caller, Decision, Outcome, Reason
-from authorizer.events import build_event, encode_event, partition_key, rfc3339_millis
+from authorizer.events import build_event, encode_event, partition_key
 from authorizer.request import parse_request
+from contract.events import UsageEventV1, format_epoch
 from tests.authorizer.conftest import rest_event
 
 EVENT_ID = uuid.UUID("12345678-1234-5678-1234-567812345678")
@@ -33,6 +34,7 @@ def test_event_has_every_contract_field() -> None:
         "environment": "test",
         "userEmail": "Ada@Example.com",
         "apiKeyId": "abcdefghijkl",
+        "plan": "free",
         "httpMethod": "GET",
         "resourcePath": "/items/{id}",
         "path": "/items/42",
@@ -55,17 +57,26 @@ def test_denials_map_to_event_types(outcome: Outcome, event_type: str) -> None:
 
 def test_timestamp_is_utc_with_milliseconds() -> None:
     """Timestamps are RFC 3339, UTC, with exactly three fraction digits."""
-    assert rfc3339_millis(0.9999) == "1970-01-01T00:00:00.999Z"
-    assert rfc3339_millis(1_795_000_000) == "2026-11-18T11:06:40.000Z"
+    assert format_epoch(0.9999) == "1970-01-01T00:00:00.999Z"
+    assert format_epoch(1_795_000_000) == "2026-11-18T11:06:40.000Z"
 
 
-def test_partition_key_follows_the_user_then_the_ip() -> None:
-    """A user's events share a partition key whatever the email's case; anonymous ones use the IP."""
-    first = partition_key({"userEmail": "Ada@Example.com", "sourceIp": "1.1.1.1"})
-    assert first == partition_key({"userEmail": "ada@example.com", "sourceIp": "2.2.2.2"})
+def _event(email: str | None, ip: str | None, event_id: str = "e-1") -> UsageEventV1:
+    decision = (
+        Decision(Outcome.ALLOWED, Caller("k", email, "free")) if email else Decision(Outcome.AUTH_FAILED)
+    )
+    event = build_event(decision, parse_request(rest_event()), "test", 0, new_id=lambda: EVENT_ID)
+    return event | {"userEmail": email, "sourceIp": ip, "eventId": event_id}
+
+
+def test_partition_key_follows_the_user_and_spreads_unknown_callers() -> None:
+    """A user's events share a partition key whatever the email's case; those of unknown callers
+    are keyed by their own id, so one address's flood spreads over every shard."""
+    first = partition_key(_event("Ada@Example.com", "1.1.1.1"))
+    assert first == partition_key(_event("ada@example.com", "2.2.2.2"))
     assert "ada" not in first and len(first) == 32
-    assert partition_key({"userEmail": None, "sourceIp": "1.1.1.1"}) == "1.1.1.1"
-    assert partition_key({"userEmail": None, "sourceIp": None}) == "unknown"
+    assert partition_key(_event(None, "1.1.1.1", "e-1")) == "e-1"
+    assert partition_key(_event(None, "1.1.1.1", "e-2")) == "e-2"
 
 
 def test_worst_case_event_fits_the_consumer_limit() -> None:

@@ -3,35 +3,41 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import re
 from dataclasses import replace
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 import authorizer.handler as handler_module
 import authorizer.service as service_module
-from authorizer.errors import Unauthorized
-from authorizer.events import partition_key
+from authorizer.decision import Outcome, Reason
+from authorizer.errors import KeyStoreUnavailable, Unauthorized
 from authorizer.keystore import get_key, revoke_key
+from authorizer.metrics import RATE_LIMIT_FAIL_OPEN, Tally
 from authorizer.producer import NullProducer
+from authorizer.request import parse_request
 from authorizer.service import Authorizer
-from authorizer.settings import Settings
+from authorizer.settings import AuthorizerSettings
+from consumer.testing import FakeClock
+from contract.environment import ConfigError
+from contract.events import UsageEventV1
 from tests.authorizer.conftest import (
     KEYS_TABLE,
     LIMITS_TABLE,
     METHOD_ARN,
     STREAM,
     Aws,
-    FakeClock,
     count_calls,
     http_v2_event,
     new_key,
     rest_event,
 )
 
-SETTINGS = Settings(
+SETTINGS = AuthorizerSettings(
     environment="test",
     stream_name=STREAM,
     api_keys_table=KEYS_TABLE,
@@ -51,20 +57,25 @@ REQUEST_FIELDS = {
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
-def make(aws: Aws, clock: FakeClock, settings: Settings = SETTINGS) -> Authorizer:
+def make(aws: Aws, clock: FakeClock, settings: AuthorizerSettings = SETTINGS) -> Authorizer:
     return Authorizer(settings, dynamodb=aws.dynamodb, kinesis=aws.kinesis, clock=clock)
+
+
+OWN_ID = "<the event's own id>"
 
 
 def expected_event(
     event_type: str, reason: str | None = None, key_id: str | None = None, email: str | None = None
 ) -> dict[str, Any]:
-    """The whole event `rest_event` yields, as read back with its partition key (user, else source IP)."""
+    """The whole event `rest_event` yields, as read back with its partition key: the user's hash,
+    else the event's own id (events of unknown callers spread over every shard)."""
     return {
         **REQUEST_FIELDS,
-        "partitionKey": partition_key({"userEmail": email, "sourceIp": REQUEST_FIELDS["sourceIp"]}),
+        "partitionKey": hashlib.sha256(email.encode()).hexdigest()[:32] if email else OWN_ID,
         "eventType": event_type,
         "userEmail": email,
         "apiKeyId": key_id,
+        "plan": "free" if email else None,
         "reason": reason,
     }
 
@@ -90,7 +101,7 @@ class BrokenProducer(NullProducer):
     def __init__(self, broken: str) -> None:
         self.broken = broken
 
-    def emit(self, event: dict[str, Any]) -> None:
+    def emit(self, event: UsageEventV1) -> None:
         if self.broken == "emit":
             raise RuntimeError(f"cannot send {event}")
 
@@ -104,7 +115,10 @@ def sent_events(aws: Aws, authorizer: Authorizer) -> list[dict[str, Any]]:
     assert authorizer.producer.flush(5)
     events = aws.read_stream()
     for event in events:
-        assert UUID.match(event.pop("eventId"))
+        event_id = event.pop("eventId")
+        assert UUID.match(event_id)
+        if event["partitionKey"] == event_id:
+            event["partitionKey"] = OWN_ID
         assert re.fullmatch(r"2026-11-18T11:0\d:\d\d\.\d{3}Z", event.pop("timestamp"))
     return events
 
@@ -243,17 +257,37 @@ def test_a_key_created_a_moment_ago_is_allowed(aws: Aws, clock: FakeClock) -> No
     replicas catch up."""
     _, secret = new_key(aws)
     replica = StaleReplica(aws.dynamodb)
-    authorizer = Authorizer(SETTINGS, dynamodb=replica, kinesis=aws.kinesis, clock=clock)  # type: ignore[arg-type]
+    authorizer = Authorizer(SETTINGS, dynamodb=replica, kinesis=aws.kinesis, clock=clock)
     assert authorizer.handle(rest_event({"x-api-key": secret}))["context"]["outcome"] == "ALLOWED"
     assert authorizer.handle(rest_event({"x-api-key": secret}))["context"]["outcome"] == "ALLOWED"
     assert replica.consistent_reads == [True]  # then cached
 
 
-@pytest.mark.parametrize("method_arn", [None, "", "arn:aws:execute-api:" + "a" * 3000, "arn:aws:\u00e9"])
-def test_rest_request_without_a_usable_method_arn_is_refused(
+@pytest.mark.parametrize(
+    "method_arn",
+    [
+        None,
+        "",
+        "arn:aws:execute-api:" + "a" * 3000,
+        "arn:aws:\u00e9",
+        "*",
+        "arn:aws:execute-api:*:*:*",
+        "arn:aws:execute-api:us-east-1:123456789012:abc123/*/*/*",
+        "arn:aws:execute-api:us-east-1:*:abc123/prod/GET/items/42",
+        "arn:aws:execute-api:us-east-1:123456789012:*/prod/GET/items/42",
+        "arn:aws:execute-api:us-east-1:123456789012:abc123/*/GET/items/42",
+        "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/*/items/42",
+        "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/GET/items/*",
+        "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/GET/items/4?",
+        "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/FETCH/items/42",
+        "arn:aws:s3:::bucket/prod/GET/items/42",
+    ],
+)
+def test_rest_request_without_one_exact_method_arn_is_refused(
     aws: Aws, clock: FakeClock, method_arn: str | None
 ) -> None:
-    """A valid key never gets an Allow on "*": a REST event without a usable ARN is MALFORMED_REQUEST."""
+    """A valid key never gets an Allow beyond one method: any ARN with a wildcard, or not an
+    execute-api method ARN, is MALFORMED_REQUEST (no key is even looked up)."""
     _, secret = new_key(aws)
     authorizer = make(aws, clock)
     reads = count_calls(aws.dynamodb, "GetItem")
@@ -296,7 +330,9 @@ def test_negative_cache_is_bounded(aws: Aws, clock: FakeClock) -> None:
     from authorizer.keys import generate_key
 
     authorizer = make(
-        aws, clock, Settings(api_keys_table=KEYS_TABLE, rate_limit_table=LIMITS_TABLE, negative_cache_size=10)
+        aws,
+        clock,
+        AuthorizerSettings(api_keys_table=KEYS_TABLE, rate_limit_table=LIMITS_TABLE, negative_cache_size=10),
     )
     for _ in range(30):
         authorizer.handle(rest_event({"x-api-key": generate_key()[1]}))
@@ -306,7 +342,7 @@ def test_negative_cache_is_bounded(aws: Aws, clock: FakeClock) -> None:
 def test_key_store_outage_is_a_clean_deny(aws: Aws, clock: FakeClock) -> None:
     """When the keys table cannot be read the request is denied as KEY_STORE_UNAVAILABLE, not crashed."""
     _, secret = new_key(aws)
-    settings = Settings(
+    settings = AuthorizerSettings(
         stream_name=STREAM, api_keys_table="missing", rate_limit_table=LIMITS_TABLE, analytics_enabled=True
     )
     authorizer = make(aws, clock, settings)
@@ -316,15 +352,70 @@ def test_key_store_outage_is_a_clean_deny(aws: Aws, clock: FakeClock) -> None:
     assert (event["eventType"], event["reason"]) == ("API_AUTH_FAILED", "KEY_STORE_UNAVAILABLE")
 
 
-def test_rate_limit_outage_fails_open(aws: Aws, clock: FakeClock) -> None:
-    """When the rate-limit table is unavailable the request is allowed and metered."""
+class FailingRateLimits:
+    """DynamoDB whose rate-limit updates fail with `code`; every other call goes through."""
+
+    def __init__(self, client: Any, code: str) -> None:
+        self._client, self._code = client, code
+
+    def update_item(self, **request: Any) -> Any:
+        if request["TableName"] == LIMITS_TABLE:
+            raise ClientError({"Error": {"Code": self._code}}, "UpdateItem")
+        return self._client.update_item(**request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+@pytest.mark.parametrize("code", ["ThrottlingException", "InternalServerError", "ServiceUnavailable"])
+def test_a_rate_limit_outage_fails_open_and_is_counted(aws: Aws, clock: FakeClock, code: str) -> None:
+    """A transient failure of the rate-limit table allows the request, metered and counted."""
     _, secret = new_key(aws)
-    settings = Settings(
-        stream_name=STREAM, api_keys_table=KEYS_TABLE, rate_limit_table="missing", analytics_enabled=True
+    authorizer = Authorizer(
+        SETTINGS, dynamodb=FailingRateLimits(aws.dynamodb, code), kinesis=aws.kinesis, clock=clock
     )
-    authorizer = make(aws, clock, settings)
-    assert authorizer.handle(rest_event({"x-api-key": secret}))["context"]["outcome"] == "ALLOWED"
-    assert [e["eventType"] for e in sent_events(aws, authorizer)] == ["API_CALL"]
+    for _ in range(3):
+        assert authorizer.handle(rest_event({"x-api-key": secret}))["context"]["outcome"] == "ALLOWED"
+    assert [e["eventType"] for e in sent_events(aws, authorizer)] == ["API_CALL"] * 3
+    assert isinstance(authorizer.metrics, Tally) and authorizer.metrics.counts[RATE_LIMIT_FAIL_OPEN] == 3
+
+
+@pytest.mark.parametrize(
+    "code", ["ResourceNotFoundException", "AccessDeniedException", "ValidationException"]
+)
+def test_a_misconfigured_rate_limit_table_fails_closed(
+    aws: Aws, clock: FakeClock, code: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missing table or an IAM drift after cold start refuses requests instead of lifting limits."""
+    _, secret = new_key(aws)
+    authorizer = Authorizer(
+        SETTINGS, dynamodb=FailingRateLimits(aws.dynamodb, code), kinesis=aws.kinesis, clock=clock
+    )
+    decision = authorizer.decide(parse_request(rest_event({"x-api-key": secret})))
+    assert (decision.outcome, decision.reason) == (Outcome.UNAVAILABLE, Reason.RATE_LIMIT_MISCONFIGURED)
+    monkeypatch.setattr(handler_module, "_instance", authorizer)
+    with pytest.raises(KeyStoreUnavailable, match="RATE_LIMIT_MISCONFIGURED"):  # a 500, never an Allow
+        handler_module.lambda_handler(rest_event({"x-api-key": secret}), None)
+    assert [e["eventType"] for e in sent_events(aws, authorizer)] == ["API_AUTH_FAILED"]
+
+
+def test_a_missing_rate_limit_table_stops_the_cold_start(aws: Aws, clock: FakeClock) -> None:
+    """RATE_LIMIT_TABLE_NAME naming no table is fatal at cold start, naming the variable."""
+    settings = AuthorizerSettings(api_keys_table=KEYS_TABLE, rate_limit_table="no-such-table")
+    authorizer = Authorizer(settings, dynamodb=aws.dynamodb, clock=clock)
+    with pytest.raises(ConfigError, match="RATE_LIMIT_TABLE_NAME='no-such-table'"):
+        authorizer.check_configuration()
+    make(aws, clock).check_configuration()  # the real table passes
+
+
+def test_all_of_a_users_keys_share_one_allowance(aws: Aws, clock: FakeClock) -> None:
+    """Two keys of one user on the free plan (5/s) get 5 calls in a second between them, not 10."""
+    secrets = [new_key(aws, email="ada@example.com")[1], new_key(aws, email="Ada@Example.com")[1]]
+    authorizer = make(aws, clock)
+    outcomes = [
+        authorizer.handle(rest_event({"x-api-key": secrets[i % 2]}))["context"]["outcome"] for i in range(10)
+    ]
+    assert outcomes.count("ALLOWED") == 5 and outcomes.count("RATE_LIMITED") == 5
 
 
 def test_http_v2_payload(aws: Aws, clock: FakeClock) -> None:
@@ -351,7 +442,9 @@ def test_analytics_off_creates_no_kinesis_client(
     monkeypatch.setattr(service_module, "kinesis_client", forbidden)
     _, secret = new_key(aws)
     authorizer = Authorizer(
-        Settings(api_keys_table=KEYS_TABLE, rate_limit_table=LIMITS_TABLE), dynamodb=aws.dynamodb, clock=clock
+        AuthorizerSettings(api_keys_table=KEYS_TABLE, rate_limit_table=LIMITS_TABLE),
+        dynamodb=aws.dynamodb,
+        clock=clock,
     )
     assert isinstance(authorizer.producer, NullProducer)
     assert authorizer.handle(rest_event({"x-api-key": secret}))["context"]["outcome"] == "ALLOWED"

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
-import os
-
 import pytest
 
 from authorizer.tables import table_specs, ttl_specs
-from consumer.ops.keys_command import add_keys_parser
-from consumer.settings import Settings
+from metering.cli import main
 from tests.authorizer.conftest import KEYS_TABLE, LIMITS_TABLE, Aws
 
 
 def run(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="metering")
-    add_keys_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
-    return int(args.handler(args, Settings.from_env(os.environ)))
+    with pytest.raises(SystemExit) as exited:
+        main(list(argv))
+    return int(exited.value.code or 0)
 
 
 @pytest.fixture(autouse=True)
@@ -42,11 +37,12 @@ def test_create_list_revoke(aws: Aws, capsys: pytest.CaptureFixture[str]) -> Non
     assert "revoked" in capsys.readouterr().out
 
 
-def test_errors_exit_non_zero(aws: Aws, capsys: pytest.CaptureFixture[str]) -> None:
-    """Unknown ids and bad emails exit 1 with a message on stderr."""
+def test_errors_exit_non_zero_with_one_line_on_stderr(aws: Aws, capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown id exits 1, a bad email 2 (a bad command line), each with one `metering:` line."""
     assert run("keys", "revoke", "nosuchkey123") == 1
-    assert run("keys", "create", "--email", "nope") == 1
-    assert "error:" in capsys.readouterr().err
+    assert capsys.readouterr().err == "metering: no key with id 'nosuchkey123'\n"
+    assert run("keys", "create", "--email", "nope") == 2
+    assert capsys.readouterr().err.startswith("metering: keys create: not an email address")
 
 
 def test_table_specs_create_both_tables_with_ttl(aws: Aws) -> None:
@@ -59,8 +55,8 @@ def test_table_specs_create_both_tables_with_ttl(aws: Aws) -> None:
     assert [spec["TableName"] for spec in ttl_specs(KEYS_TABLE, LIMITS_TABLE)] == [LIMITS_TABLE]
 
 
-def test_build_zip_holds_only_the_package(tmp_path: object) -> None:
-    """The Lambda zip contains the authorizer's modules only, and builds reproducibly."""
+def test_build_zip_holds_the_authorizer_and_the_contract(tmp_path: object) -> None:
+    """The Lambda zip contains the authorizer's and the contract's modules only, reproducibly."""
     import zipfile
     from pathlib import Path
 
@@ -70,4 +66,5 @@ def test_build_zip_holds_only_the_package(tmp_path: object) -> None:
     assert build(first) == build(second) > 0
     assert first.read_bytes() == second.read_bytes()
     names = zipfile.ZipFile(first).namelist()
-    assert "authorizer/handler.py" in names and all(name.startswith("authorizer/") for name in names)
+    assert {"authorizer/handler.py", "contract/events.py"} <= set(names)
+    assert all(name.startswith(("authorizer/", "contract/")) for name in names)

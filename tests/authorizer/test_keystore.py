@@ -8,7 +8,8 @@ from authorizer.errors import KeyNotFound, KeyStoreUnavailable
 from authorizer.keys import hash_key
 from authorizer.keystore import create_key, get_key, list_keys, revoke_key
 from authorizer.plans import PLANS, get_plan
-from tests.authorizer.conftest import KEYS_TABLE, Aws, FakeClock, new_key
+from consumer.testing import FakeClock
+from tests.authorizer.conftest import KEYS_TABLE, Aws, new_key
 
 
 def test_create_stores_only_the_hash(aws: Aws) -> None:

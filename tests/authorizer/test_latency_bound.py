@@ -9,11 +9,11 @@ from typing import Any
 from authorizer.clients import dynamodb_client
 from authorizer.keys import generate_key
 from authorizer.service import WORST_CASE_DYNAMODB_SECONDS, Authorizer
-from authorizer.settings import Settings
+from authorizer.settings import AuthorizerSettings
 from tests.authorizer.conftest import KEYS_TABLE, LIMITS_TABLE, Aws, count_calls, new_key, rest_event
 
 ROOT = Path(__file__).resolve().parents[2]
-SETTINGS = Settings(api_keys_table=KEYS_TABLE, rate_limit_table=LIMITS_TABLE)
+SETTINGS = AuthorizerSettings(api_keys_table=KEYS_TABLE, rate_limit_table=LIMITS_TABLE)
 
 
 class SplitDynamoDB:
@@ -58,7 +58,7 @@ def test_black_holed_rate_limit_fails_open_and_skips_last_used(aws: Aws, black_h
     _, secret = new_key(aws)
     writes = dynamodb_client(endpoint_url=black_hole)
     attempts = count_calls(writes, "UpdateItem", stage="before-send")
-    authorizer = Authorizer(SETTINGS, dynamodb=SplitDynamoDB(aws.dynamodb, writes))  # type: ignore[arg-type]
+    authorizer = Authorizer(SETTINGS, dynamodb=SplitDynamoDB(aws.dynamodb, writes))
     context, elapsed = timed_context(authorizer, {"x-api-key": secret})
     assert context["outcome"] == "ALLOWED"
     assert attempts[0] == 1  # the counter only, no last-used write

@@ -10,20 +10,31 @@ import pytest
 from botocore.exceptions import ClientError
 
 from authorizer.clients import kinesis_client
+from authorizer.decision import Caller, Decision, Outcome
+from authorizer.events import build_event
 from authorizer.producer import KinesisProducer
-from authorizer.settings import Settings
-from tests.authorizer.conftest import closed_port
+from authorizer.request import parse_request
+from authorizer.settings import AuthorizerSettings
+from contract.events import UsageEventV1
+from tests.authorizer.conftest import closed_port, rest_event
 
-EVENT = {"userEmail": "ada@example.com", "sourceIp": "1.2.3.4", "eventType": "API_CALL"}
+EVENT: UsageEventV1 = build_event(
+    Decision(Outcome.ALLOWED, Caller("abcdefghijkl", "ada@example.com", "free")),
+    parse_request(rest_event()),
+    "test",
+    1_795_000_000.0,
+)
+THROTTLED = "ProvisionedThroughputExceededException"
 
 
 class FakeKinesis:
-    """Records PutRecords calls; can fail them, reject some records, or block until released."""
+    """PutRecords as Kinesis answers it (one result per record); can fail whole calls, refuse the
+    first records of the first calls for the moment (throttling), or block until released."""
 
-    def __init__(self, error: Exception | None = None, reject: int = 0) -> None:
+    def __init__(self, error: Exception | None = None, refuse: int = 0, refusing_calls: int = 0) -> None:
         self.batches: list[list[dict[str, Any]]] = []
         self.error = error
-        self.reject = reject
+        self.refuse, self.refusing_calls = refuse, refusing_calls
         self.gate = threading.Event()
         self.gate.set()
 
@@ -31,15 +42,23 @@ class FakeKinesis:
         self.gate.wait()
         if self.error:
             raise self.error
-        self.batches.append(Records)
-        return {"FailedRecordCount": min(self.reject, len(Records)), "Records": []}
+        refused = self.refuse if self.refusing_calls else 0
+        self.refusing_calls = max(0, self.refusing_calls - 1)
+        self.batches.append(Records[refused:])
+        results = [{"ErrorCode": THROTTLED, "ErrorMessage": "Rate exceeded for shard"}] * min(
+            refused, len(Records)
+        )
+        results += [{"SequenceNumber": "1", "ShardId": "shardId-000000000000"}] * (
+            len(Records) - len(results)
+        )
+        return {"FailedRecordCount": min(refused, len(Records)), "Records": results}
 
 
 def test_events_are_batched_and_counted() -> None:
     """Queued events go out in PutRecords batches, each record with the user's partition key."""
     fake = FakeKinesis()
     fake.gate.clear()
-    producer = KinesisProducer(fake, "stream")  # type: ignore[arg-type]
+    producer = KinesisProducer(fake, "stream")
     for _ in range(700):
         producer.emit(EVENT)
     fake.gate.set()
@@ -50,20 +69,20 @@ def test_events_are_batched_and_counted() -> None:
     assert len({record["PartitionKey"] for batch in fake.batches for record in batch}) == 1
 
 
-def test_failures_are_counted_not_raised(caplog: pytest.LogCaptureFixture) -> None:
-    """A failing call counts its records as failed and logs, without raising into the emitter."""
-    error = ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "PutRecords")
-    producer = KinesisProducer(FakeKinesis(error=error), "stream")  # type: ignore[arg-type]
+def test_a_failing_call_is_counted_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    """A call failing for good (a missing stream) counts its records as failed, at once, and logs."""
+    error = ClientError({"Error": {"Code": "ResourceNotFoundException"}}, "PutRecords")
+    producer = KinesisProducer(FakeKinesis(error=error), "stream")
     producer.emit(EVENT)
     assert producer.flush(5)
-    assert (producer.stats().sent, producer.stats().failed) == (0, 1)
-    assert "ProvisionedThroughputExceededException" in caplog.text
+    assert (producer.stats().sent, producer.stats().failed, producer.stats().retried) == (0, 1, 0)
+    assert "ResourceNotFoundException" in caplog.text
 
 
 def test_an_unexpected_error_neither_stops_the_sender_nor_blocks_flush() -> None:
     """Any exception from the client (not only botocore's) costs its batch, nothing more."""
     fake = FakeKinesis(error=RuntimeError("bug in a client plugin"))
-    producer = KinesisProducer(fake, "stream")  # type: ignore[arg-type]
+    producer = KinesisProducer(fake, "stream")
     producer.emit(EVENT)
     assert producer.flush(5)
     fake.error = None
@@ -72,21 +91,39 @@ def test_an_unexpected_error_neither_stops_the_sender_nor_blocks_flush() -> None
     assert (producer.stats().sent, producer.stats().failed, producer.stats().pending) == (1, 1, 0)
 
 
-def test_partial_rejections_are_counted() -> None:
-    """Records Kinesis rejects inside a successful call count as failed."""
-    producer = KinesisProducer(FakeKinesis(reject=1), "stream")  # type: ignore[arg-type]
-    producer.emit(EVENT)
-    producer.emit(EVENT)
-    producer.flush(5)
+def test_throttled_records_are_put_again_within_the_budget() -> None:
+    """Records a shard refuses over its quota are retried off the request path and then sent."""
+    fake = FakeKinesis(refuse=2, refusing_calls=3)
+    producer = KinesisProducer(fake, "stream", retry_seconds=5)
+    for _ in range(5):
+        producer.emit(EVENT)
+    assert producer.flush(10)
     stats = producer.stats()
-    assert stats.sent + stats.failed == 2 and stats.failed >= 1
+    assert (stats.sent, stats.failed, stats.retried) == (5, 0, 6)
+    assert sum(len(batch) for batch in fake.batches) == 5
+
+
+def test_records_still_throttled_past_the_budget_are_counted_as_failed() -> None:
+    """The retry is bounded: past `retry_seconds`, what is still refused counts as failed."""
+    fake = FakeKinesis(refuse=1, refusing_calls=10_000)
+    producer = KinesisProducer(fake, "stream", retry_seconds=0.3)
+    producer.emit(EVENT)
+    producer.emit(EVENT)
+    assert producer.flush(5)
+    stats = producer.stats()
+    assert (stats.sent, stats.failed) == (1, 1) and stats.retried >= 1
+    throttled_call = ClientError({"Error": {"Code": THROTTLED}}, "PutRecords")
+    producer = KinesisProducer(FakeKinesis(error=throttled_call), "stream", retry_seconds=0.3)
+    producer.emit(EVENT)
+    assert producer.flush(5)
+    assert producer.stats().failed == 1 and producer.stats().retried >= 1
 
 
 def test_full_queue_drops_instead_of_blocking() -> None:
     """When the sender is stuck, emit stays instant and drops past the queue's bound."""
     fake = FakeKinesis()
     fake.gate.clear()
-    producer = KinesisProducer(fake, "stream", max_queue=10)  # type: ignore[arg-type]
+    producer = KinesisProducer(fake, "stream", max_queue=10)
     started = time.perf_counter()
     for _ in range(100):
         producer.emit(EVENT)
@@ -101,7 +138,7 @@ def test_full_queue_drops_instead_of_blocking() -> None:
 def test_dead_endpoint_costs_the_emitter_nothing(request: pytest.FixtureRequest, dead: str) -> None:
     """Against a black-holed or refused endpoint, emit stays instant and the sender gives up quickly."""
     endpoint = request.getfixturevalue("black_hole") if dead == "black_hole" else closed_port()
-    defaults = Settings()
+    defaults = AuthorizerSettings()
     client = kinesis_client(
         connect_timeout=defaults.kinesis_connect_timeout_seconds,
         read_timeout=defaults.kinesis_read_timeout_seconds,

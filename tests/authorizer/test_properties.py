@@ -19,8 +19,9 @@ from authorizer.keys import generate_key
 from authorizer.producer import ProducerStats
 from authorizer.request import parse_request
 from authorizer.service import Authorizer
-from authorizer.settings import Settings
-from tests.authorizer.conftest import KEYS_TABLE, LIMITS_TABLE, Aws, FakeClock, new_key
+from authorizer.settings import AuthorizerSettings
+from consumer.testing import FakeClock
+from tests.authorizer.conftest import KEYS_TABLE, LIMITS_TABLE, Aws, new_key
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40)
 json_values = st.recursive(
@@ -103,7 +104,7 @@ def wired(aws: Aws) -> Iterator[tuple[str, RecordingProducer, ListHandler]]:
     _, secret = new_key(aws, plan="enterprise")
     producer = RecordingProducer()
     handler_module._instance = Authorizer(
-        Settings(api_keys_table=KEYS_TABLE, rate_limit_table=LIMITS_TABLE),
+        AuthorizerSettings(api_keys_table=KEYS_TABLE, rate_limit_table=LIMITS_TABLE),
         dynamodb=aws.dynamodb,
         clock=FakeClock(),
         producer=producer,
@@ -127,6 +128,8 @@ def assert_valid_answer(answer: dict[str, Any]) -> None:
         [statement] = answer["policyDocument"]["Statement"]
         assert statement["Effect"] in ("Allow", "Deny") and statement["Action"] == "execute-api:Invoke"
         assert isinstance(statement["Resource"], str)
+        if statement["Effect"] == "Allow":  # one exact method, never a wildcard
+            assert "*" not in statement["Resource"] and "?" not in statement["Resource"]
     assert all(isinstance(value, str | int | bool) for value in answer["context"].values())
     json.dumps(answer)
 

@@ -17,7 +17,8 @@ import pytest
 
 from authorizer.decision import Reason
 from authorizer.ratelimit import Limits, RateLimiter
-from tests.authorizer.conftest import LIMITS_TABLE, Aws, FakeClock
+from consumer.testing import FakeClock
+from tests.authorizer.conftest import LIMITS_TABLE, Aws
 
 CONTAINERS = 16
 ATTEMPTS_PER_CONTAINER = 25

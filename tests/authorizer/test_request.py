@@ -85,7 +85,8 @@ def test_malformed_values() -> None:
 
 def test_any_shape_becomes_a_request() -> None:
     """Non-dict events and wrongly typed parts give a request with a missing key."""
-    for event in [None, 1, "x", [], {"headers": "x", "requestContext": 5, "methodArn": 7}]:
+    shapes: list[object] = [None, 1, "x", [], {"headers": "x", "requestContext": 5, "methodArn": 7}]
+    for event in shapes:
         request = parse_request(event)
         assert request.key_problem is KeyProblem.MISSING_KEY and request.method_arn is None
 

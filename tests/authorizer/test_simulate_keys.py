@@ -8,8 +8,8 @@ import pytest
 
 from authorizer import keystore
 from authorizer.errors import KeyStoreUnavailable
-from consumer.ops.simulate import simulate
-from consumer.settings import Settings
+from consumer.settings import ConsumerSettings
+from metering.commands.simulate import simulate
 from tests.authorizer.conftest import KEYS_TABLE, LIMITS_TABLE, STREAM, Aws
 
 
@@ -27,7 +27,7 @@ def test_keys_created_before_a_failure_are_revoked(aws: Aws, monkeypatch: pytest
     monkeypatch.setattr(keystore, "create_key", failing_third)
     for name, value in {"ENABLE_KINESIS_ANALYTICS": "false", "KINESIS_READ_TIMEOUT_SECONDS": "2"}.items():
         monkeypatch.setenv(name, value)  # simulate sets defaults for these: restore them afterwards
-    settings = Settings.from_env(
+    settings = ConsumerSettings.from_env(
         {
             "API_KEYS_TABLE_NAME": KEYS_TABLE,
             "RATE_LIMIT_TABLE_NAME": LIMITS_TABLE,

@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,14 +21,15 @@ import yaml
 from cfnlint.decode import cfn_yaml
 
 from consumer import leases
-from consumer.cli import _parser
-from consumer.ops.provision import STREAM_RETENTION_HOURS, STREAM_SHARDS
-from consumer.settings import Settings
-from consumer.sinks.dynamodb import TTL_ATTRIBUTE, analytics_table_spec
+from consumer.settings import ConsumerSettings
+from contract.table import EXPIRES_AT, analytics_table_spec
+from metering.cli import _parser
+from metering.commands.provision import STREAM_RETENTION_HOURS, STREAM_SHARDS
 
 ROOT = Path(__file__).resolve().parents[2]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 SERVICES = {"aws", "provision", "consumer", "traffic"}
-DEFAULT_GRACE = Settings.from_env({}).shutdown_grace_seconds
+DEFAULT_GRACE = ConsumerSettings.from_env({}).shutdown_grace_seconds
 
 
 # --- docker-compose.yml ---------------------------------------------------------------------------
@@ -88,7 +90,7 @@ def test_compose_points_every_service_at_the_emulator(compose: dict[str, Any]) -
         assert env["AWS_ENDPOINT_URL"] == "http://aws:4566"
         assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"]
         assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"]
-        Settings.from_env(env)  # valid configuration
+        ConsumerSettings.from_env(env)  # valid configuration
 
 
 def test_compose_starts_in_order(compose: dict[str, Any]) -> None:
@@ -111,7 +113,7 @@ def test_compose_gives_the_consumer_time_to_flush_on_stop(compose: dict[str, Any
 def test_compose_checks_the_consumer_health_on_its_metrics_port(compose: dict[str, Any]) -> None:
     """The consumer's healthcheck asks /healthz on the port `metering consume` serves."""
     consumer = compose["services"]["consumer"]
-    port = Settings.from_env(consumer["environment"]).metrics_port
+    port = ConsumerSettings.from_env(consumer["environment"]).metrics_port
     assert f"127.0.0.1:{port}/healthz" in " ".join(consumer["healthcheck"]["test"])
 
 
@@ -196,6 +198,8 @@ def test_dockerignore_keeps_only_what_the_image_copies() -> None:
         for source in arguments.split()[:-1]
     }
     assert copied == allowed
+    packages = {name.rstrip("*") for name in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]}
+    assert packages <= copied, "the image must copy every package pyproject.toml installs"
 
 
 # --- ecs/consumer.yaml ----------------------------------------------------------------------------
@@ -226,20 +230,20 @@ def _container(stack: dict[str, Any]) -> dict[str, Any]:
 def test_stack_analytics_table_matches_the_table_the_code_creates(stack: dict[str, Any]) -> None:
     """Keys, attributes, the by-bucket index, billing, SSE and TTL equal analytics_table_spec."""
     table = _resource(stack, "AnalyticsTable")
-    spec = analytics_table_spec(Settings.from_env({"ENVIRONMENT": "test"}).analytics_table)
+    spec = analytics_table_spec(ConsumerSettings.from_env({"ENVIRONMENT": "test"}).analytics_table)
     assert _named(table["TableName"]) == spec["TableName"]
     assert table["KeySchema"] == spec["KeySchema"]
     assert sorted(table["AttributeDefinitions"], key=str) == sorted(spec["AttributeDefinitions"], key=str)
     assert table["GlobalSecondaryIndexes"] == spec["GlobalSecondaryIndexes"]
     assert table["BillingMode"] == spec["BillingMode"]
     assert table["SSESpecification"] == {"SSEEnabled": spec["SSESpecification"]["Enabled"]}
-    assert table["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
+    assert table["TimeToLiveSpecification"] == {"AttributeName": EXPIRES_AT, "Enabled": True}
     assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
 
 
 def test_stack_stream_and_queue_match_what_provision_creates(stack: dict[str, Any]) -> None:
     """Same names, shards, retention and encryption as `metering provision`."""
-    settings = Settings.from_env({"ENVIRONMENT": "test"})
+    settings = ConsumerSettings.from_env({"ENVIRONMENT": "test"})
     stream = _resource(stack, "UsageStream")
     assert _named(stream["Name"]) == settings.stream_name
     assert stream["ShardCount"] == STREAM_SHARDS
@@ -260,12 +264,12 @@ def test_stack_task_environment_is_read_by_the_settings(stack: dict[str, Any]) -
             read.add(key)
             return super().get(key, default)
 
-    Settings.from_env(Recording())
+    ConsumerSettings.from_env(Recording())
     env = {item["Name"]: item["Value"] for item in _container(stack)["Environment"]}
     assert set(env) <= read
     # unset on purpose: the default, the host name, is unique per Fargate task
     assert "KCL_WORKER_ID" not in env
-    Settings.from_env({name: value for name, value in env.items() if isinstance(value, str)})
+    ConsumerSettings.from_env({name: value for name, value in env.items() if isinstance(value, str)})
 
 
 def test_stack_stops_the_task_after_the_shutdown_grace(stack: dict[str, Any]) -> None:
@@ -281,14 +285,14 @@ def test_stack_checks_the_consumer_health_on_its_metrics_port(stack: dict[str, A
     """ECS asks /healthz on the port `metering consume` serves, which the container maps."""
     container = _container(stack)
     env = {item["Name"]: item["Value"] for item in container["Environment"]}
-    port = Settings.from_env({k: v for k, v in env.items() if isinstance(v, str)}).metrics_port
+    port = ConsumerSettings.from_env({k: v for k, v in env.items() if isinstance(v, str)}).metrics_port
     assert f"127.0.0.1:{port}/healthz" in " ".join(container["HealthCheck"]["Command"])
     assert container["PortMappings"] == [{"ContainerPort": port, "Protocol": "tcp"}]
 
 
 def test_stack_lets_the_consumer_manage_the_kcl_tables(stack: dict[str, Any]) -> None:
     """The task role covers the three KCL tables (consumer/leases.py) and the lease table's index."""
-    application = Settings.from_env({"ENVIRONMENT": "test"}).application_name
+    application = ConsumerSettings.from_env({"ENVIRONMENT": "test"}).application_name
     statements = _resource(stack, "TaskRole")["Policies"][0]["PolicyDocument"]["Statement"]
     by_sid = {statement["Sid"]: statement for statement in statements}
     tables = {_named(arn).rsplit("table/", 1)[1] for arn in by_sid["KclLeasesAndCoordination"]["Resource"]}

@@ -15,13 +15,13 @@ from amazon_kclpy.messages import Record
 from moto import mock_aws
 
 from consumer.core.events import InvalidEvent, Reason, decode_event
-from consumer.errors import ConfigError
-from consumer.ops import dlq
+from consumer.errors import Misconfigured
 from consumer.processor import UsageRecordProcessor
-from consumer.sinks.dead_letters import SqsDeadLetters, queue_url
+from consumer.sinks.dead_letters import DeadLetter, SqsDeadLetters, dead_letter, queue_url
 from consumer.sinks.memory import MemorySink
-from tests.factories import event, kcl_record
-from tests.kcl_fake import ScriptedDaemon
+from consumer.testing import ScriptedDaemon, event, kcl_record
+from contract.events import MAX_EVENT_BYTES
+from metering.commands import dlq
 
 SHARD = "shardId-000000000000"
 STREAM = "usage"
@@ -52,8 +52,6 @@ def _send(dead_letters: SqsDeadLetters, sequence: int, data: bytes, now: datetim
         decode_event(data, now)
     except InvalidEvent as error:
         dead_letters.send(SHARD, record, error)
-    except UnicodeDecodeError as exc:  # decode_event lets this escape today (bad UTF-8 in a string)
-        dead_letters.send(SHARD, record, InvalidEvent(Reason.NOT_JSON, str(exc)))
     else:
         raise AssertionError("a valid record")
 
@@ -124,7 +122,11 @@ def test_redrive_puts_back_what_now_decodes_and_keeps_the_rest(aws: tuple[Any, A
         ("3", "NOT_JSON"),
     ]
     assert report.copies_deleted == 2  # one surplus copy of record 1 and one of record 2
-    assert _stream_data(kinesis) == [(soon, "pk-1")]
+    [(data, partition_key)] = _stream_data(kinesis)
+    assert (orjson.loads(data), partition_key) == (
+        orjson.loads(soon) | {"redriveOrigin": f"{SHARD}/1/0"},
+        "pk-1",
+    )
     left = dlq.list_dead_letters(sqs, url, limit=100, wait_seconds=0)
     assert sorted(r.letter.sequence_number for r in left.records.values()) == ["2", "3"]
     assert len(left.messages) == 2
@@ -208,7 +210,7 @@ def test_dead_letter_flush_failure_exits_without_checkpoint() -> None:
     sink = MemorySink()
     log = structlog.get_logger("test")
     dead_letters = SqsDeadLetters(
-        BrokenSqs(),  # type: ignore[arg-type]
+        BrokenSqs(),
         "https://queue",
         stream=STREAM,
         application="app",
@@ -255,7 +257,33 @@ def test_bad_utf8_inside_a_string_is_dead_lettered_not_a_crash() -> None:
 
 
 def test_missing_queue_stops_start_up_naming_the_setting(aws: tuple[Any, Any, str]) -> None:
-    """get_queue_url of a queue that does not exist becomes a ConfigError naming DLQ_NAME."""
+    """get_queue_url of a queue that does not exist is a configuration error naming DLQ_NAME."""
     sqs, _kinesis, _url = aws
-    with pytest.raises(ConfigError, match=r"DLQ_NAME='missing'.*metering provision"):
+    with pytest.raises(Misconfigured, match=r"DLQ_NAME='missing'.*metering provision"):
         queue_url(sqs, "missing")
+
+
+def _letter(data: bytes, sequence: int = 7) -> DeadLetter:
+    record = Record(kcl_record(sequence, data) | {"partitionKey": "pk"})
+    return dead_letter(
+        SHARD, record, InvalidEvent(Reason.FUTURE_TIMESTAMP, "x"), stream=STREAM, application="a"
+    )
+
+
+def test_a_redriven_record_carries_its_first_origin_and_every_field_as_sent() -> None:
+    """The origin is the record's own place, or the one a previous re-drive gave it; wide integers
+    and unknown fields pass through untouched."""
+    sent = orjson.dumps(event(at=NOW))[:-1] + b',"extra":123456789012345678901234567890}'
+    data = dlq.redriven_data(_letter(sent), NOW)
+    assert data.startswith(sent[:-1]) and data.endswith(b',"redriveOrigin":"shardId-000000000000/7/0"}')
+    again = dlq.redriven_data(_letter(data, sequence=99), NOW)  # dead-lettered again, re-driven again
+    assert orjson.loads(again)["redriveOrigin"] == "shardId-000000000000/7/0"
+
+
+def test_a_record_the_origin_would_push_over_the_limit_stays_in_the_queue() -> None:
+    document = event(at=NOW)
+    document["padding"] = ""  # a field producers may add
+    document["padding"] = "p" * (MAX_EVENT_BYTES - len(orjson.dumps(document)))
+    with pytest.raises(dlq.StillBad) as still_bad:
+        dlq.redriven_data(_letter(orjson.dumps(document)), NOW)
+    assert still_bad.value.reason == "OVERSIZE"

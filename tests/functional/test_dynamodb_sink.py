@@ -1,16 +1,12 @@
-"""The DynamoDB sink against moto: claims, bounded writes, and firstSeen/lastSeen.
-
-A lease taken from a worker still writing (a DynamoDB outage stops its renewals, not its flush)
-leaves two record processors on one shard. The newer claim must see the older one's recorded
-range, or refuse the older one's next range, so both apply identically cut ranges.
-"""
+"""What only the DynamoDB sink has to get right: bounded writes in an outage, stores that return no
+item with a refused condition. The cases every sink shares are in test_sink_contract.py."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -22,9 +18,10 @@ from moto import mock_aws
 from consumer.core.aggregate import Aggregate
 from consumer.core.events import decode_event
 from consumer.core.flush import Batch, FlushRange, Position
-from consumer.errors import SinkUnavailable, Superseded
-from consumer.sinks.dynamodb import DynamoDBSink, analytics_table_spec, read_counters
-from tests.factories import event
+from consumer.errors import SinkUnavailable
+from consumer.sinks.dynamodb import DynamoDBSink
+from consumer.testing import event
+from contract.table import analytics_table_spec, read_counters
 
 TABLE = "analytics"
 SHARD = "shardId-000000000000"
@@ -54,47 +51,6 @@ def _batch(start: int | None, end: int, at: datetime = NOW) -> Batch:
 
 def _calls(dynamodb: Any) -> int:
     return read_counters(dynamodb.get_item(TableName=TABLE, Key=TOTAL)["Item"])["calls"]
-
-
-def test_a_new_claim_sees_the_last_range_and_refuses_the_old_claimant(dynamodb: Any) -> None:
-    old, new = DynamoDBSink(dynamodb, TABLE, "app"), DynamoDBSink(dynamodb, TABLE, "app")
-    assert old.claim(SHARD) is None
-    old.write(_batch(None, 5))
-    assert new.claim(SHARD) == FlushRange(SHARD, None, Position("5").key())
-    with pytest.raises(Superseded):
-        old.write(_batch(5, 9))  # its next range is refused before any counter moves
-    assert _calls(dynamodb) == 5
-    new.write(_batch(None, 5))  # the replay of the range it saw: skipped per item
-    new.write(_batch(5, 9))
-    assert _calls(dynamodb) == 9
-
-
-def test_an_old_claimant_retrying_a_recorded_range_is_refused_too(dynamodb: Any) -> None:
-    """The old processor was riding out an outage inside its write: its retry stops at the fence."""
-    old, new = DynamoDBSink(dynamodb, TABLE, "app"), DynamoDBSink(dynamodb, TABLE, "app")
-    old.claim(SHARD)
-    new.claim(SHARD)
-    with pytest.raises(Superseded):
-        old.write(_batch(None, 5))
-    assert dynamodb.get_item(TableName=TABLE, Key=TOTAL).get("Item") is None
-
-
-def _seen(dynamodb: Any) -> tuple[str, str]:
-    item = dynamodb.get_item(TableName=TABLE, Key=TOTAL)["Item"]
-    return item["firstSeen"]["S"], item["lastSeen"]["S"]
-
-
-def test_first_and_last_seen_only_widen_whatever_order_events_arrive_in(dynamodb: Any) -> None:
-    """A later flush holding earlier events moves firstSeen back and leaves lastSeen alone."""
-    sink, minute = DynamoDBSink(dynamodb, TABLE, "app"), timedelta(minutes=1)
-    sink.claim(SHARD)
-    sink.write(_batch(None, 2))
-    sink.write(_batch(2, 4, at=NOW - minute))  # out of order: earlier than what was written
-    assert _seen(dynamodb) == ("2026-11-25T11:59:00.000Z", "2026-11-25T12:00:00.000Z")
-    sink.write(_batch(4, 6, at=NOW + minute))
-    sink.write(_batch(4, 6, at=NOW + minute))  # a replay: skipped whole
-    assert _seen(dynamodb) == ("2026-11-25T11:59:00.000Z", "2026-11-25T12:01:00.000Z")
-    assert _calls(dynamodb) == 6
 
 
 class _StalledTable:

@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
-from consumer.sinks.dynamodb import analytics_table_spec
+from contract.table import analytics_table_spec
 
 pytestmark = pytest.mark.usefixtures("aws_env")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pytest
@@ -12,24 +13,16 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from consumer.core.events import InvalidEvent, Reason, decode_event
 from consumer.core.flush import Batch
 from consumer.errors import Superseded
 from consumer.metrics import ProcessorMetrics
 from consumer.processor import LoggedDeadLetters, UsageRecordProcessor
-from consumer.sinks.memory import MemorySink
-from tests.factories import event
-from tests.kcl_fake import ScriptedDaemon
+from consumer.sinks.memory import MemorySink, MemoryStore
+from consumer.testing import FakeClock, ScriptedDaemon, event
 
 SHARD = "shardId-000000000000"
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _processor(
@@ -251,7 +244,8 @@ def test_interruptions_during_replays_still_count_exactly_once(
 
 
 def _chunks(records: list[tuple[int, bytes]], sizes: list[int]) -> list[list[tuple[int, bytes]]]:
-    chunks, i = [], 0
+    chunks: list[list[tuple[int, bytes]]] = []
+    i = 0
     while i < len(records):
         size = sizes[len(chunks) % len(sizes)]
         chunks.append(records[i : i + size])
@@ -315,3 +309,67 @@ def test_redelivered_records_are_ignored_and_counted_in_a_metric(
     assert _counts(sink) == _counts(_ground_truth(records))
     redelivered = registry.get_sample_value("metering_records_redelivered_total", {"shard": SHARD}) or 0
     assert redelivered == deliveries - len(records)
+
+
+class RecordingDeadLetters:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, InvalidEvent]] = []
+        self.flushed = 0
+
+    def send(self, shard_id: str, record: Any, error: InvalidEvent) -> None:
+        self.sent.append((record.sequence_number, error))
+
+    def flush(self) -> None:
+        self.flushed += len(self.sent)
+
+
+def test_an_unexpected_decoder_error_dead_letters_the_record_and_the_shard_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug of ours in decoding costs that record (DECODER_ERROR, the exception type), not the shard."""
+
+    def decode(data: bytes, now: datetime) -> Any:
+        if b"trigger" in data:
+            raise ZeroDivisionError("quoting trigger@example.com")
+        return decode_event(data, now)
+
+    monkeypatch.setattr("consumer.processor.decode_event", decode)
+    sink, dead_letters, registry = MemorySink(), RecordingDeadLetters(), CollectorRegistry()
+    log = structlog.get_logger("test")
+    processor = UsageRecordProcessor(
+        sink, dead_letters, log, flush_interval=5.0, now=lambda: NOW, metrics=ProcessorMetrics(registry)
+    )
+    records = [*_calls(2), (3, orjson.dumps(event(userAgent="trigger"))), *_calls(2, start=4)]
+    daemon = ScriptedDaemon().initialize(SHARD).records(records).shutdown_requested()
+    daemon.run(processor)
+    assert daemon.checkpoints == [("5", 0)]
+    assert sink.items[("USER#alice@example.com", "TOTAL")]["calls"] == 4
+    [(sequence, error)] = dead_letters.sent
+    assert (sequence, error.reason, error.detail) == ("3", Reason.DECODER_ERROR, "ZeroDivisionError")
+    assert dead_letters.flushed == 1
+    assert registry.get_sample_value("metering_records_rejected_total", {"reason": "DECODER_ERROR"}) == 1
+
+
+def test_a_redriven_origin_counts_once_whatever_its_copies_and_replays() -> None:
+    """A re-drive put twice (crash between put and delete) leaves two copies, here in two shards:
+    the first to claim the origin counts it, a replay of that copy too, the other copy never."""
+    store = MemoryStore()
+    redriven = orjson.dumps(event(email="bob@example.com", redriveOrigin="shardId-000000000009/77/0"))
+    log = structlog.get_logger("test")
+
+    def run(shard: str, records: list[tuple[int, bytes]], checkpoint: str = "TRIM_HORIZON") -> float:
+        registry = CollectorRegistry()
+        processor = UsageRecordProcessor(
+            MemorySink(store), LoggedDeadLetters(log), log, flush_interval=5.0, now=lambda: NOW,
+            metrics=ProcessorMetrics(registry),
+        )  # fmt: skip
+        ScriptedDaemon().initialize(shard, checkpoint).records(records).shutdown_requested().run(processor)
+        return registry.get_sample_value("metering_redrive_copies_ignored_total") or 0.0
+
+    ignored = run(SHARD, [*_calls(2), (3, redriven)])
+    ignored += run(SHARD, [(3, redriven)], checkpoint="2")  # a replay of the copy that counts
+    ignored += run("shardId-000000000001", [(5, redriven), *_calls(1, start=6)])  # the second copy
+    bob = store.items[("USER#bob@example.com", "TOTAL")]
+    assert bob["calls"] == 1
+    assert store.items[("USER#alice@example.com", "TOTAL")]["calls"] == 3
+    assert ignored == 1

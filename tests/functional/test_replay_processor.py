@@ -10,12 +10,12 @@ import pytest
 import structlog
 
 from consumer import daemon
-from consumer.ops.replay import ProgressFiles
+from consumer.core.window import CountingWindow
 from consumer.processor import LoggedDeadLetters, UsageRecordProcessor
-from consumer.settings import CountingWindow, Settings
+from consumer.progress import ProgressFiles
+from consumer.settings import ConsumerSettings
 from consumer.sinks.memory import MemorySink
-from tests.factories import event
-from tests.kcl_fake import ScriptedDaemon
+from consumer.testing import ScriptedDaemon, event
 
 SHARD = "shardId-000000000000"
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
@@ -43,7 +43,7 @@ def _processor(sink: MemorySink, reports: Reports | None = None) -> UsageRecordP
         flush_interval=60.0,
         monotonic=lambda: 0.0,
         now=lambda: NOW,
-        counts=lambda e: e.timestamp in WINDOW,
+        window=WINDOW,
         progress=reports,
     )
 
@@ -138,7 +138,7 @@ def test_progress_files_hold_the_latest_state_per_shard(tmp_path: Path) -> None:
 def test_properties_overrides_replace_drop_and_add_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """The replay's starting timestamp replaces initialPositionInStream; leases get AT_TIMESTAMP."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    settings = Settings.from_env({"KCL_APPLICATION_NAME": "live-app"})
+    settings = ConsumerSettings.from_env({"KCL_APPLICATION_NAME": "live-app"})
     live = daemon.render_properties(settings)
     assert "initialPositionInStream = TRIM_HORIZON" in live
     assert daemon.initial_position(live) == "TRIM_HORIZON"

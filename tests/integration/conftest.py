@@ -14,8 +14,8 @@ from typing import Any
 import boto3
 import pytest
 
-from consumer.ops.provision import provision
-from consumer.settings import Settings
+from consumer.settings import ConsumerSettings
+from metering.commands.provision import provision
 
 
 @pytest.fixture
@@ -26,13 +26,13 @@ def stack(aws_env: dict[str, str], tmp_path: Path) -> Stack:
         "FLUSH_INTERVAL_SECONDS": "1",
         "METRICS_PORT": "0",  # several consumers share this machine; test_metrics picks a free port
     }
-    settings = Settings.from_env(env)
+    settings = ConsumerSettings.from_env(env)
     provision(settings, report=lambda _line: None)
     return Stack(settings, env, tmp_path)
 
 
 class Stack:
-    def __init__(self, settings: Settings, env: dict[str, str], workdir: Path) -> None:
+    def __init__(self, settings: ConsumerSettings, env: dict[str, str], workdir: Path) -> None:
         self.settings = settings
         self.env = env
         self.workdir = workdir
@@ -78,7 +78,7 @@ class Consumer:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "consumer.cli", "consume"],
+            [sys.executable, "-m", "metering.cli", "consume"],
             env=os.environ | env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

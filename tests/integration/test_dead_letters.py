@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import subprocess
@@ -15,8 +16,8 @@ import orjson
 import pytest
 
 from consumer.core.events import MAX_CLOCK_SKEW
-from consumer.ops import dlq
 from consumer.sinks.dead_letters import queue_url
+from metering.commands import dlq
 from tests.integration.conftest import Stack
 from tests.integration.test_pipeline import make_events, wait_exact
 
@@ -31,6 +32,7 @@ def _poison(template: dict[str, Any]) -> dict[bytes, str]:
     """Every kind of record that cannot be counted, each unique, with the reason it must get."""
     future = _rfc3339(datetime.now(UTC) + timedelta(days=1))
     missing = {k: v for k, v in template.items() if k != "eventId"}
+    missing_type = {k: v for k, v in template.items() if k != "eventType"}
     kinds: list[tuple[Any, str]] = [
         (b"this is not json (poison 1)", "NOT_JSON"),
         (b"\xff\xfe\x00\x81 poison 2 \xc3\x28", "NOT_JSON"),
@@ -43,8 +45,20 @@ def _poison(template: dict[str, Any]) -> dict[bytes, str]:
         (template | {"userAgent": "x" * 20 * 1024, "requestId": "poison 9"}, "OVERSIZE"),
         (template | {"timestamp": "0001-01-01T00:00:00+14:00", "requestId": "poison 10"}, "STALE_TIMESTAMP"),
         (template | {"sourceIp": "9" * 1500, "requestId": "poison 11"}, "INVALID_FIELD"),
+        # Each of these once stopped the shard for good, or split one user in two:
+        (_deep(template | {"requestId": "poison 12"}), "TOO_DEEP"),
+        (template | {"eventType": ["API_CALL"], "requestId": "poison 13"}, "INVALID_FIELD"),
+        (missing_type | {"requestId": "poison 14"}, "INVALID_FIELD"),
+        (template | {"userEmail": "\u212aate@example.com", "requestId": "poison 15"}, "INVALID_FIELD"),
+        (template | {"userEmail": "kate@example.com\n", "requestId": "poison 16"}, "INVALID_FIELD"),
+        (b'{"version":1e400,"requestId":"poison 17"}', "INVALID_FIELD"),
     ]
     return {(d if isinstance(d, bytes) else orjson.dumps(d)): reason for d, reason in kinds}
+
+
+def _deep(document: dict[str, Any]) -> bytes:
+    """A valid event with a 2,000-deep unknown field: msgspec recursed on it until RecursionError."""
+    return orjson.dumps(document)[:-1] + b',"extra":' + b"[" * 2000 + b"]" * 2000 + b"}"
 
 
 def _put(stack: Stack, entries: list[tuple[bytes, str]]) -> None:
@@ -66,10 +80,25 @@ def _dead_letters(stack: Stack, expected: int, timeout: float = 30) -> dlq.Pass:
         time.sleep(0.5)
 
 
-def _metering(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+def _stream_events(stack: Stack) -> list[dict[str, Any]]:
+    """Every JSON object on the stream, all shards."""
+    events = []
+    for shard in stack.kinesis.list_shards(StreamName=stack.settings.stream_name)["Shards"]:
+        iterator = stack.kinesis.get_shard_iterator(
+            StreamName=stack.settings.stream_name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        for record in stack.kinesis.get_records(ShardIterator=iterator, Limit=10000)["Records"]:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                decoded = orjson.loads(record["Data"])
+                if isinstance(decoded, dict):
+                    events.append(decoded)
+    return events
+
+
+def _metering(stack: Stack, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "consumer.cli", *args],
-        env=os.environ | stack.env | {"COLUMNS": "200"},
+        [sys.executable, "-m", "metering.cli", *args],
+        env=os.environ | stack.env | {"COLUMNS": "200"} | env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -112,10 +141,21 @@ def test_poison_records_are_dead_lettered_and_valid_ones_counted_exactly(stack: 
         shown = _metering(stack, "dlq", "list")
         assert shown.returncode == 0, shown.stderr
         assert all(reason in shown.stdout for reason in set(poison.values()))
+        # A re-drive killed between its PutRecords and its deletes, then run again: the record is
+        # put back twice, and counted once (it carries its origin; the consumer counts one origin once).
+        crashed = _metering(
+            stack, "dlq", "redrive", "--visibility-seconds", "2", METERING_FAULT="redrive-put@1:kill-self"
+        )
+        assert crashed.returncode == -9, crashed.stderr
+        time.sleep(2.5)  # the crashed run's messages are visible again
         redrive = _metering(stack, "dlq", "redrive")
         assert redrive.returncode == 0, redrive.stderr
         assert f"re-drove 1 records; {len(poison)} still bad" in redrive.stdout, redrive.stdout
 
+        wait_exact(stack, [*valid, soon], consumer)
+        copies = [e for e in _stream_events(stack) if e.get("redriveOrigin")]
+        assert len(copies) == 2 and len({e["redriveOrigin"] for e in copies}) == 1
+        time.sleep(3)  # a second count of the copy would land within a flush or two
         wait_exact(stack, [*valid, soon], consumer)
         left = _dead_letters(stack, len(poison))
         assert {r.letter.data: r.letter.reason for r in left.records.values()} == poison

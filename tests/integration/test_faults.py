@@ -12,9 +12,12 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
+import boto3
 import pytest
 
 from consumer.core.flush import Position
+from consumer.sinks.dead_letters import queue_url
+from metering.commands import dlq
 from tests.integration.conftest import Stack
 from tests.integration.fault_proxy import FaultProxy
 from tests.integration.test_pipeline import (
@@ -245,6 +248,48 @@ def test_dynamodb_outage_mid_stream(stack: Stack, aws_env: dict[str, str]) -> No
     finally:
         consumer.stop()
         proxy.close()
+
+
+def test_sqs_outage_mid_stream_is_ridden_out(stack: Stack, aws_env: dict[str, str]) -> None:
+    """SQS unreachable ~12 s while poison records arrive: the consumer rides it out without exiting;
+    no checkpoint passes an unsent dead letter; afterwards every count is exact, every letter queued."""
+    proxy = FaultProxy(urlparse(aws_env["AWS_ENDPOINT_URL"]).port or 0)
+    consumer = stack.start_consumer(AWS_ENDPOINT_URL_SQS=f"http://127.0.0.1:{proxy.port}")
+    events = make_events(3000, seed=17)
+    poison = [(b"not json, poison %d" % n, f"poison-{n}") for n in range(6)]
+    try:
+        put_events(stack, events[:1000])
+        wait_for(lambda: bool(numeric_checkpoints(stack)), 90, "a first checkpoint")
+        proxy.cut()
+        _put_raw(stack, poison[:3])
+        producer = in_background(put_events, stack, events[1000:], 300.0)
+        time.sleep(12)
+        assert consumer.process.poll() is None, "an SQS outage within WRITE_RETRY_SECONDS must not stop it"
+        proxy.restore()
+        _put_raw(stack, poison[3:])
+        producer.join()
+        wait_exact(stack, events, consumer)
+        wait_for(lambda: len(_dead_lettered(stack)) == len(poison), 60, "every poison record in the DLQ")
+        assert _dead_lettered(stack) == {data for data, _ in poison}
+        assert "dead_letter_retry" in consumer.log_path.read_text(errors="replace")
+        report("SQS outage 12 s", stack, events)
+    finally:
+        consumer.stop()
+        proxy.close()
+
+
+def _put_raw(stack: Stack, records: list[tuple[bytes, str]]) -> None:
+    entries = [{"Data": data, "PartitionKey": key} for data, key in records]
+    assert (
+        stack.kinesis.put_records(StreamName=stack.settings.stream_name, Records=entries)["FailedRecordCount"]
+        == 0
+    )
+
+
+def _dead_lettered(stack: Stack) -> set[bytes]:
+    sqs: Any = boto3.client("sqs", region_name="us-east-1")
+    listed = dlq.list_dead_letters(sqs, queue_url(sqs, stack.settings.dlq_name), limit=1000, wait_seconds=0)
+    return {record.letter.data for record in listed.records.values()}
 
 
 def _position(end_key: str) -> str:

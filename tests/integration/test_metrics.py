@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from consumer.ops.local_aws import free_port, wait_until_listening
+from metering.emulator import free_port, wait_until_listening
 from tests.integration.conftest import Stack
 from tests.integration.test_pipeline import make_events, put_events, wait_exact
 

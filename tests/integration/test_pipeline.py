@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.factories import event
+from consumer.testing import event
 from tests.integration.conftest import Consumer, Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]

@@ -45,7 +45,7 @@ def events_over_ten_minutes(count: int, seed: int, now: datetime) -> list[dict[s
 
 def run_replay(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "consumer.cli", "replay", *args],
+        [sys.executable, "-m", "metering.cli", "replay", *args],
         env=os.environ | stack.env,
         capture_output=True,
         text=True,

@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 
-from consumer.core.aggregate import Aggregate, expiry
+from consumer.core.aggregate import Aggregate
 from consumer.core.events import decode_event
-from tests.factories import event
+from consumer.testing import event
+from contract.table import expiry
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 

@@ -10,9 +10,10 @@ import orjson
 import pytest
 import structlog
 from amazon_kclpy.messages import Record
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from consumer.core.events import InvalidEvent, Reason
-from consumer.errors import ConfigError, SinkUnavailable
+from consumer.errors import Misconfigured, SinkUnavailable
 from consumer.sinks.dead_letters import (
     MAX_MESSAGE_BYTES,
     DeadLetter,
@@ -21,17 +22,13 @@ from consumer.sinks.dead_letters import (
     pack_batches,
     queue_url,
 )
-from tests.factories import kcl_record
+from consumer.testing import FakeClock, kcl_record
 
 SHARD = "shardId-000000000001"
 
 
 class FakeSqs:
     """SendMessageBatch in memory; the first `failures` calls fail their entries (or raise)."""
-
-    class exceptions:  # the boto3 client attribute
-        class QueueDoesNotExist(Exception):
-            pass
 
     def __init__(self, failures: int = 0, sender_fault: bool = False) -> None:
         self.bodies: list[str] = []
@@ -54,7 +51,22 @@ class FakeSqs:
         return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
 
     def get_queue_url(self, QueueName: str) -> dict[str, str]:
-        raise self.exceptions.QueueDoesNotExist(QueueName)
+        error = {"Error": {"Code": "AWS.SimpleQueueService.NonExistentQueue", "Message": QueueName}}
+        raise ClientError(error, "GetQueueUrl")
+
+
+class OutageSqs(FakeSqs):
+    """SQS unreachable for the first `outage_calls` calls (connection refused), then fine."""
+
+    def __init__(self, outage_calls: int) -> None:
+        super().__init__()
+        self.outage_calls = outage_calls
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:
+        if self.outage_calls:
+            self.outage_calls -= 1
+            raise EndpointConnectionError(endpoint_url=QueueUrl)
+        return super().send_message_batch(QueueUrl, Entries)
 
 
 def _record(sequence: int, data: bytes) -> Record:
@@ -67,14 +79,17 @@ def _letter(data: bytes, reason: Reason = Reason.OVERSIZE) -> DeadLetter:
     )
 
 
-def _dead_letters(sqs: FakeSqs) -> SqsDeadLetters:
+def _dead_letters(sqs: FakeSqs, clock: FakeClock | None = None) -> SqsDeadLetters:
+    clock = clock or FakeClock()
     return SqsDeadLetters(
-        sqs,  # type: ignore[arg-type]
+        sqs,
         "https://queue",
         stream="s",
         application="a",
         log=structlog.get_logger("test"),
-        sleep=lambda _s: None,
+        retry_for=30,
+        sleep=clock.advance,
+        monotonic=clock,
     )
 
 
@@ -176,22 +191,33 @@ def test_failed_entries_are_retried_alone() -> None:
     assert sqs.calls == [5, 1, 1] and len(sqs.bodies) == 5 and dead_letters.pending == 0
 
 
-def test_persistent_failure_raises_sink_unavailable_and_keeps_the_buffer() -> None:
-    """When entries keep failing, flush raises SinkUnavailable and keeps what it could not write."""
-    sqs = FakeSqs(failures=100)
-    dead_letters = _dead_letters(sqs)
+def test_persistent_failure_rides_out_its_bound_then_raises_and_keeps_the_buffer() -> None:
+    """Entries that keep failing are retried for WRITE_RETRY_SECONDS, then SinkUnavailable; kept."""
+    sqs, clock = FakeSqs(failures=10_000), FakeClock()
+    dead_letters = _dead_letters(sqs, clock)
     dead_letters.send(SHARD, _record(1, b"bad"), InvalidEvent(Reason.NOT_JSON, "x"))
     with pytest.raises(SinkUnavailable):
         dead_letters.flush()
     assert dead_letters.pending == 1
+    # The bound plus one last round of refusal retries (at most 0.2 + 0.4 + 0.8 + 1.6 s of waits).
+    assert 30 <= clock.now < 30 + 3.0 and len(sqs.calls) > 5
+
+
+def test_an_sqs_outage_is_ridden_out() -> None:
+    """SendMessageBatch failing outright for a while (an outage) delays the flush, loses nothing."""
+    sqs, clock = OutageSqs(outage_calls=6), FakeClock()
+    dead_letters = _dead_letters(sqs, clock)
+    dead_letters.send(SHARD, _record(1, b"bad"), InvalidEvent(Reason.NOT_JSON, "x"))
+    dead_letters.flush()
+    assert len(sqs.bodies) == 1 and dead_letters.pending == 0 and clock.now < 30
 
 
 def test_sender_fault_is_not_retried() -> None:
-    """A message SQS refuses as malformed fails the flush at once."""
+    """A message SQS refuses as malformed fails the flush at once: retrying cannot help."""
     sqs = FakeSqs(failures=1, sender_fault=True)
     dead_letters = _dead_letters(sqs)
     dead_letters.send(SHARD, _record(1, b"bad"), InvalidEvent(Reason.NOT_JSON, "x"))
-    with pytest.raises(SinkUnavailable):
+    with pytest.raises(Misconfigured):
         dead_letters.flush()
     assert sqs.calls == [1]
 
@@ -208,5 +234,5 @@ def test_log_line_has_no_data() -> None:
 
 def test_missing_queue_is_a_configuration_error() -> None:
     """A queue that does not exist stops start-up with a message naming DLQ_NAME."""
-    with pytest.raises(ConfigError, match="DLQ_NAME"):
-        queue_url(FakeSqs(), "nope")  # type: ignore[arg-type]
+    with pytest.raises(Misconfigured, match=r"DLQ_NAME='nope'.*metering provision"):
+        queue_url(FakeSqs(), "nope")

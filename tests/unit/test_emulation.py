@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from consumer.ops.emulation import AtomicRequests, signing_service
+from metering.emulator import AtomicRequests, signing_service
 
 
 def _signed(service: str) -> dict[str, Any]:

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from consumer.core.events import MAX_EVENT_BYTES, EventType, InvalidEvent, Reason, decode_event
-from tests.factories import event
+from consumer.core.events import InvalidEvent, Reason, decode_event
+from consumer.testing import event
+from contract.events import MAX_EVENT_BYTES, EventType
 
 NOW = datetime(2026, 11, 24, 18, 0, tzinfo=UTC)
 

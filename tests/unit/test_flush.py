@@ -52,7 +52,7 @@ def test_batches_are_contiguous_and_never_straddle_a_cut(
     assert [b.range.start for b in batches] == starts
     assert batches[-1].range.end == keys[-1]
     for batch in batches:
-        assert not any(batch.range.start < cut < batch.range.end for cut in cuts)
+        assert not any((batch.range.start or "") < cut < batch.range.end for cut in cuts)
 
 
 def test_a_finished_intent_is_not_replayed() -> None:

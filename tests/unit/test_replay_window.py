@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from consumer.core.aggregate import rfc3339
-from consumer.errors import ConfigError, MeteringError
-from consumer.ops.replay import APPLICATION_PREFIX, ReplayPlan, finished, parse_time, plan_replay
-from consumer.settings import CountingWindow, Settings
+from consumer.core.window import CountingWindow
+from consumer.errors import MeteringError
+from consumer.settings import ConsumerSettings
+from contract.environment import ConfigError
+from contract.events import format_timestamp
+from metering.commands.replay import APPLICATION_PREFIX, ReplayPlan, finished, parse_time, plan_replay
 
 NOW = datetime(2026, 11, 25, 12, 0, 30, 123456, tzinfo=UTC)
 WEEK = timedelta(days=7)
@@ -73,19 +75,19 @@ def test_counting_window_refuses_empty_or_naive_windows() -> None:
 def test_settings_read_the_counting_window_and_progress_dir() -> None:
     """The replay's child settings round-trip through the environment."""
     plan = _plan(NOW - timedelta(hours=2), NOW - timedelta(hours=1))
-    settings = Settings.from_env(plan.child_env(Path("/tmp/progress")))
+    settings = ConsumerSettings.from_env(plan.child_env(Path("/tmp/progress")))
     assert settings.counting_window == plan.window
     assert settings.progress_dir == Path("/tmp/progress")
     assert settings.analytics_table == "audit"
     assert settings.application_name == plan.application_name
-    assert Settings.from_env({}).counting_window is None
+    assert ConsumerSettings.from_env({}).counting_window is None
     assert settings.metrics_port == 0  # never competes with a live consumer for its port
 
 
 def test_the_resume_command_names_the_window_absolutely() -> None:
     """`--from 2h` moves with the clock; the command printed to resume a replay does not."""
     plan = _plan(NOW - timedelta(hours=2), NOW - timedelta(hours=1))
-    start, end = rfc3339(plan.window.start), rfc3339(plan.window.end)
+    start, end = format_timestamp(plan.window.start), format_timestamp(plan.window.end)
     assert plan.resume_command == f"metering replay --from {start} --to {end} --into audit"
 
 
@@ -100,7 +102,7 @@ def test_the_resume_command_names_the_window_absolutely() -> None:
 def test_settings_refuse_a_half_or_bad_counting_window(env: dict[str, str]) -> None:
     """One bound alone, no time zone, or an empty window stops start-up."""
     with pytest.raises(ConfigError, match="COUNT_EVENTS_FROM"):
-        Settings.from_env(env)
+        ConsumerSettings.from_env(env)
 
 
 def test_plan_reads_from_five_minutes_before_the_window() -> None:

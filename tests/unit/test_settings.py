@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from authorizer.errors import ConfigError as AuthorizerConfigError
-from authorizer.settings import Settings as AuthorizerSettings
-from consumer.errors import ConfigError
-from consumer.settings import Settings
+from authorizer.settings import AuthorizerSettings
+from consumer.settings import ConsumerSettings
+from contract.environment import ConfigError
 
 
 @pytest.mark.parametrize(
@@ -20,13 +19,13 @@ from consumer.settings import Settings
     ],
 )
 def test_both_components_name_the_same_stream_and_tables(env: dict[str, str]) -> None:
-    consumer, authorizer = Settings.from_env(env), AuthorizerSettings.from_env(env)
+    consumer, authorizer = ConsumerSettings.from_env(env), AuthorizerSettings.from_env(env)
     shared = ("environment", "stream_name", "api_keys_table", "rate_limit_table")
     assert [getattr(consumer, name) for name in shared] == [getattr(authorizer, name) for name in shared]
 
 
-def test_each_component_raises_its_own_error_naming_the_variable() -> None:
+def test_each_component_stops_on_a_bad_value_naming_the_variable() -> None:
     with pytest.raises(ConfigError, match="FLUSH_INTERVAL_SECONDS='0' is invalid: must be between"):
-        Settings.from_env({"FLUSH_INTERVAL_SECONDS": "0"})
-    with pytest.raises(AuthorizerConfigError, match="ENVIRONMENT='Prod!' is invalid"):
+        ConsumerSettings.from_env({"FLUSH_INTERVAL_SECONDS": "0"})
+    with pytest.raises(ConfigError, match="ENVIRONMENT='Prod!' is invalid"):
         AuthorizerSettings.from_env({"ENVIRONMENT": "Prod!"})

@@ -6,13 +6,13 @@ import socket
 import subprocess
 import sys
 
-from consumer.ops.local_aws import free_port, wait_until_listening
+from metering.emulator import free_port, wait_until_listening
 
 
 def test_sigterm_with_open_connections_exits_quietly() -> None:
     port = free_port()
     emulator = subprocess.Popen(
-        [sys.executable, "-m", "consumer.cli", "local-aws", "--port", str(port)],
+        [sys.executable, "-m", "metering.cli", "local-aws", "--port", str(port)],
         stderr=subprocess.PIPE,
         start_new_session=True,
     )

@@ -15,18 +15,18 @@ import sys
 from pathlib import Path
 
 from consumer.errors import MeteringError
-from consumer.ops import local_aws
-from consumer.ops.provision import provision
-from consumer.ops.usage import show_usage
-from consumer.settings import Settings
+from consumer.settings import ConsumerSettings
+from metering import emulator
+from metering.commands.provision import provision
+from metering.commands.usage import show_usage
 
 LOG_DIR = Path(".local")
 
 
-def run_demo(settings: Settings, *, port: int, rate: float, users: int) -> int:
+def run_demo(settings: ConsumerSettings, *, port: int, rate: float, users: int) -> int:
     if _port_in_use(port):
         raise MeteringError(f"port {port} is taken: pass --port, or stop what listens there")
-    os.environ.update(local_aws.local_env(port) | {"AWS_DEFAULT_REGION": settings.region})
+    os.environ.update(emulator.local_env(port) | {"AWS_DEFAULT_REGION": settings.region})
     # Ctrl-C and `kill` stop the demo alike, also when it was started with SIGINT ignored (a
     # background job); the children, exec'd after this, then start with SIGINT handled as well.
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -35,7 +35,7 @@ def run_demo(settings: Settings, *, port: int, rate: float, users: int) -> int:
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
         children.append(("emulator", _start("local-aws", "--port", str(port))))
-        local_aws.wait_until_listening(port)
+        emulator.wait_until_listening(port)
         provision(settings, report=lambda line: print(line, file=sys.stderr))
         children.append(("consumer", _start("consume")))
         children.append(
@@ -73,7 +73,7 @@ def _stop_all(children: list[tuple[str, subprocess.Popen[bytes]]], timeout: floa
 def _start(*args: str) -> subprocess.Popen[bytes]:
     log = (LOG_DIR / f"{args[0]}.log").open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "consumer.cli", *args], stdout=log, stderr=log, start_new_session=True
+        [sys.executable, "-m", "metering.cli", *args], stdout=log, stderr=log, start_new_session=True
     )
 
 
@@ -96,7 +96,7 @@ def _say(line: str) -> None:
 
 def _port_in_use(port: int) -> bool:
     try:
-        local_aws.wait_until_listening(port, timeout=0.2)
+        emulator.wait_until_listening(port, timeout=0.2)
     except TimeoutError:
         return False
     return True

@@ -6,7 +6,6 @@ The secret is printed once, at creation; only its hash is stored.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from typing import Any
 
@@ -17,7 +16,8 @@ from authorizer.errors import KeyNotFound, KeyStoreUnavailable
 from authorizer.keystore import create_key, list_keys, revoke_key
 from authorizer.plans import DEFAULT_PLAN, PLANS
 from consumer import aws
-from consumer.settings import Settings
+from consumer.settings import ConsumerSettings
+from metering.errors import CommandError, usage_error
 
 
 def add_keys_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,24 +34,26 @@ def add_keys_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     revoke.set_defaults(handler=revoke_command)
 
 
-def create_command(args: argparse.Namespace, settings: Settings) -> int:
+def create_command(args: argparse.Namespace, settings: ConsumerSettings) -> int:
     table = settings.api_keys_table
     try:
         key_id, secret = create_key(_dynamodb(settings), table, args.email, args.plan, time.time)
-    except (ValueError, KeyStoreUnavailable) as exc:
-        return _fail(str(exc))
+    except ValueError as exc:
+        raise usage_error(f"keys create: {exc}") from exc
+    except KeyStoreUnavailable as exc:
+        raise CommandError(str(exc)) from exc
     plan = PLANS[args.plan]
     print(f"key id:  {key_id}\nplan:    {plan.name} ({plan.per_second}/s, {plan.per_minute}/min)")
     print(f"secret:  {secret}\nStore the secret now: it is shown only once.")
     return 0
 
 
-def list_command(_args: argparse.Namespace, settings: Settings) -> int:
+def list_command(_args: argparse.Namespace, settings: ConsumerSettings) -> int:
     table_name = settings.api_keys_table
     try:
         records = list_keys(_dynamodb(settings), table_name)
     except KeyStoreUnavailable as exc:
-        return _fail(str(exc))
+        raise CommandError(str(exc)) from exc
     table = Table(title=f"API keys ({table_name})")
     table.add_column("id", no_wrap=True)  # ids are copied into `keys revoke`
     for column in ("email", "status", "plan", "limits", "created", "last used"):
@@ -70,22 +72,17 @@ def list_command(_args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def revoke_command(args: argparse.Namespace, settings: Settings) -> int:
+def revoke_command(args: argparse.Namespace, settings: ConsumerSettings) -> int:
     table = settings.api_keys_table
     try:
         revoke_key(_dynamodb(settings), table, args.key_id)
-    except KeyNotFound:
-        return _fail(f"no key with id {args.key_id!r}")
+    except KeyNotFound as exc:
+        raise CommandError(f"no key with id {args.key_id!r}") from exc
     except KeyStoreUnavailable as exc:
-        return _fail(str(exc))
+        raise CommandError(str(exc)) from exc
     print(f"revoked {args.key_id} (effective within the authorizer's key cache TTL, 30 s by default)")
     return 0
 
 
-def _dynamodb(settings: Settings) -> Any:
+def _dynamodb(settings: ConsumerSettings) -> Any:
     return aws.client("dynamodb", settings.region)
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 1

@@ -1,15 +1,76 @@
-"""A fake MultiLangDaemon side of the protocol, to drive the real `KCLProcess` from memory."""
+"""Test doubles and builders shipped with the consumer (as `structlog.testing`), for tests and benchmarks.
+
+`event` builds a usage event v1 dict, `kcl_record` one record of the KCL protocol, `ScriptedDaemon`
+plays the MultiLangDaemon's side of the protocol to drive the real `KCLProcess` from memory, and
+`FakeClock` is a monotonic clock that moves only when told.
+"""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import uuid
 from collections import deque
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from amazon_kclpy import kcl
 
-from tests.factories import kcl_record
+
+def event(
+    event_type: str = "API_CALL",
+    at: datetime | None = None,
+    email: str | None = "alice@example.com",
+    ip: str = "203.0.113.7",
+    **extra: Any,
+) -> dict[str, Any]:
+    at = at or datetime(2026, 11, 24, 17, 52, 13, 123000, tzinfo=UTC)
+    return {
+        "version": 1,
+        "eventId": str(uuid.uuid4()),
+        "eventType": event_type,
+        "timestamp": at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "environment": "test",
+        "userEmail": email,
+        "apiKeyId": "key_123" if email else None,
+        "httpMethod": "GET",
+        "resourcePath": "/items/{id}",
+        "path": "/items/42",
+        "sourceIp": ip,
+        "userAgent": "pytest",
+        "requestId": str(uuid.uuid4()),
+        "reason": None,
+    } | extra
+
+
+def encode(payload: dict[str, Any] | bytes) -> bytes:
+    return payload if isinstance(payload, bytes) else orjson.dumps(payload)
+
+
+def kcl_record(sequence: int, data: bytes, sub_sequence: int = 0) -> dict[str, Any]:
+    return {
+        "action": "record",
+        "data": base64.b64encode(data).decode(),
+        "partitionKey": "pk",
+        "sequenceNumber": str(sequence),
+        "subSequenceNumber": sub_sequence,
+        "approximateArrivalTimestamp": 1795564800000,  # 2026-11-25T00:00:00Z
+    }
+
+
+class FakeClock:
+    """A clock (`time.monotonic`'s shape) that moves only when the test sets `now`."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 class ScriptedDaemon:

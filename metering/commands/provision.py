@@ -7,20 +7,20 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from authorizer.errors import aws_error_code
 from consumer import aws
-from consumer.settings import Settings
-from consumer.sinks.dynamodb import TTL_ATTRIBUTE, analytics_table_spec
+from consumer.settings import ConsumerSettings
+from contract.aws import aws_error_code
+from contract.table import EXPIRES_AT, analytics_table_spec
 
 STREAM_SHARDS = 2
 STREAM_RETENTION_HOURS = 7 * 24
 
 
-def provision(settings: Settings, report: Callable[[str], None] = print) -> None:
+def provision(settings: ConsumerSettings, report: Callable[[str], None] = print) -> None:
     kinesis = aws.client("kinesis", settings.region)
     dynamodb = aws.client("dynamodb", settings.region)
     _stream(kinesis, settings.stream_name, report)
-    _table(dynamodb, analytics_table_spec(settings.analytics_table), TTL_ATTRIBUTE, report)
+    _table(dynamodb, analytics_table_spec(settings.analytics_table), EXPIRES_AT, report)
     for spec, ttl_attribute in _authorizer_tables(settings):
         _table(dynamodb, spec, ttl_attribute, report)
     _queue(aws.client("sqs", settings.region), settings.dlq_name, report)
@@ -64,7 +64,7 @@ def _queue(sqs: Any, name: str, report: Callable[[str], None]) -> None:
     report(f"queue {name}: ready")
 
 
-def _authorizer_tables(settings: Settings) -> list[tuple[dict[str, Any], str | None]]:
+def _authorizer_tables(settings: ConsumerSettings) -> list[tuple[dict[str, Any], str | None]]:
     from authorizer import tables
 
     specs = tables.table_specs(settings.api_keys_table, settings.rate_limit_table)

@@ -9,10 +9,12 @@ import sys
 from collections.abc import Callable, Sequence
 from types import FrameType
 
-from consumer.errors import ConfigError, MeteringError
-from consumer.settings import Settings
+from consumer.errors import MeteringError
+from consumer.settings import ConsumerSettings
+from contract.environment import ConfigError
+from metering.errors import CommandError
 
-Handler = Callable[[argparse.Namespace, Settings], int]
+Handler = Callable[[argparse.Namespace, ConsumerSettings], int]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -22,12 +24,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     # SIGTERM (docker stop, ECS) ends a command as Ctrl-C does: through its cleanup.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        settings = Settings.from_env(os.environ)
-        sys.exit(handler(args, settings))
+        settings = ConsumerSettings.from_env(os.environ)
+        code = handler(args, settings)
     except ConfigError as exc:
-        sys.exit(f"metering: configuration error: {exc}")
+        code = _report(f"configuration error: {exc}", 1)
+    except CommandError as exc:
+        code = _report(str(exc), exc.exit_code)
     except MeteringError as exc:
-        sys.exit(f"metering: {exc}")
+        code = _report(str(exc), 1)
+    sys.exit(code)
+
+
+def _report(message: str, code: int) -> int:
+    """The one way a command's failure reaches the operator: one line on stderr, an exit code."""
+    print(f"metering: {message}", file=sys.stderr)
+    return code
 
 
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:
@@ -79,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     dlq_list.set_defaults(handler=_dlq_list)
     dlq_redrive = dlq_actions.add_parser("redrive", help="put records that now decode back on the stream")
     dlq_redrive.add_argument("--dry-run", action="store_true", help="report only; change nothing")
+    dlq_redrive.add_argument(
+        "--visibility-seconds",
+        type=int,
+        default=300,
+        help="how long the messages of a run stay hidden from other readers, and after a crash (300)",
+    )
     dlq_redrive.set_defaults(handler=_dlq_redrive)
 
     replay = commands.add_parser("replay", help="rebuild a time window's counts from the stream into a table")
@@ -93,71 +110,67 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _local_aws(args: argparse.Namespace, _settings: Settings) -> int:
-    from consumer.ops import local_aws
+def _local_aws(args: argparse.Namespace, _settings: ConsumerSettings) -> int:
+    from metering import emulator
 
     print(f"local AWS emulator on http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
-    local_aws.serve(args.port, host=args.host)
+    emulator.serve(args.port, host=args.host)
     return 0
 
 
-def _provision(_args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.ops.provision import provision
+def _provision(_args: argparse.Namespace, settings: ConsumerSettings) -> int:
+    from metering.commands.provision import provision
 
     provision(settings)
     return 0
 
 
-def _consume(_args: argparse.Namespace, settings: Settings) -> int:
+def _consume(_args: argparse.Namespace, settings: ConsumerSettings) -> int:
     from consumer import daemon, logs
 
     logs.configure(settings.log_level)
     return daemon.run(settings)
 
 
-def _simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.ops.simulate import simulate
+def _simulate(args: argparse.Namespace, settings: ConsumerSettings) -> int:
+    from metering.commands.simulate import simulate
 
-    try:
-        summary = simulate(
-            settings, rate=args.rate, duration=args.duration, users=args.users, keys=args.key, seed=args.seed
-        )
-    except ValueError as exc:
-        print(f"metering simulate: {exc}", file=sys.stderr)
-        return 2
+    summary = simulate(
+        settings, rate=args.rate, duration=args.duration, users=args.users, keys=args.key, seed=args.seed
+    )
     print(summary.describe(), file=sys.stderr)
     return 0
 
 
-def _usage(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.ops.usage import show_usage
+def _usage(args: argparse.Namespace, settings: ConsumerSettings) -> int:
+    from metering.commands.usage import show_usage
 
     show_usage(settings, user=args.user, last=args.last, watch=args.watch)
     return 0
 
 
-def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.ops.demo import run_demo
+def _demo(args: argparse.Namespace, settings: ConsumerSettings) -> int:
+    from metering.commands.demo import run_demo
 
     return run_demo(settings, port=args.port, rate=args.rate, users=args.users)
 
 
-def _dlq_list(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.ops.dlq import list_command
+def _dlq_list(args: argparse.Namespace, settings: ConsumerSettings) -> int:
+    from metering.commands.dlq import list_command
 
     list_command(settings, limit=args.limit)
     return 0
 
 
-def _dlq_redrive(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.ops.dlq import redrive_command
+def _dlq_redrive(args: argparse.Namespace, settings: ConsumerSettings) -> int:
+    from metering.commands.dlq import redrive_command
 
-    return redrive_command(settings, dry_run=args.dry_run)
+    return redrive_command(settings, dry_run=args.dry_run, visibility_seconds=args.visibility_seconds)
 
 
-def _replay(args: argparse.Namespace, settings: Settings) -> int:
+def _replay(args: argparse.Namespace, settings: ConsumerSettings) -> int:
     from consumer import logs
-    from consumer.ops.replay import replay
+    from metering.commands.replay import replay
 
     logs.configure(settings.log_level)
     summary = replay(
@@ -168,10 +181,8 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    try:
-        from consumer.ops.keys_command import add_keys_parser
-    except ImportError:  # the key commands arrive with the complete authorizer
-        return
+    from metering.commands.keys import add_keys_parser
+
     add_keys_parser(commands)
 
 

@@ -21,7 +21,8 @@ from typing import Any
 from authorizer.errors import KeyStoreUnavailable
 from authorizer.keys import generate_key
 from consumer import aws
-from consumer.settings import Settings
+from consumer.settings import ConsumerSettings
+from metering.errors import usage_error
 
 HOT_USERS = 3
 BAD_KEY_SHARE = 0.05
@@ -52,7 +53,7 @@ class SimUser:
 
 
 def simulate(
-    settings: Settings,
+    settings: ConsumerSettings,
     *,
     rate: float,
     duration: float,
@@ -66,7 +67,7 @@ def simulate(
     # The emulator can stall for a second under load; real Kinesis keeps the tight default.
     os.environ.setdefault("KINESIS_READ_TIMEOUT_SECONDS", "2")
     if users < 1 and not keys:
-        raise ValueError("nothing to simulate: give --users above 0 or at least one --key")
+        raise usage_error("simulate: nothing to simulate: give --users above 0 or at least one --key")
     handler.reset()
     rng = random.Random(seed)
     dynamodb = aws.client("dynamodb", settings.region)

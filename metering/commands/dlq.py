@@ -10,27 +10,32 @@ position (shard, sequence, sub-sequence): `list` shows each record once with its
 `redrive` puts each record back once, then deletes all its copies; of a record still bad, it
 keeps one copy and deletes the others.
 
-Re-drive is at least once: the copies are deleted only after PutRecords accepted the record, so a
-crash between the two puts the record again on the next run.
+The copies are deleted only after PutRecords accepted the record, so a crash between the two puts
+the record again on the next run. It is counted once all the same: every re-driven record carries
+its origin (`redriveOrigin`), and the consumer counts one origin once (consumer/EXACTLY_ONCE.md).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+import msgspec
 from rich.console import Console
 from rich.table import Table
 
 from consumer import aws
-from consumer.core.events import InvalidEvent, Reason, decode_event, utc_now
+from consumer.core.events import InvalidEvent, decode_event, utc_now
 from consumer.errors import MeteringError
-from consumer.settings import Settings
-from consumer.sinks.dead_letters import DeadLetter, Position, pack_batches, queue_url
+from consumer.faults import FaultPoints
+from consumer.settings import ConsumerSettings
+from consumer.sinks.dead_letters import DeadLetter, RecordId, pack_batches, queue_url
+from contract.events import origin_id
+from contract.retry import Retry
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
@@ -57,13 +62,20 @@ class Record:
 
     letter: DeadLetter
     copies: list[Message]
+    redriven: bytes = b""  # what goes back on the stream (`redriven_data`)
+
+
+class StillBad(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
 
 
 @dataclass(slots=True)
 class Pass:
     """What one pass over the queue received."""
 
-    records: dict[Position, Record] = field(default_factory=dict)
+    records: dict[RecordId, Record] = field(default_factory=dict)
     foreign: list[Message] = field(default_factory=list)
 
     @property
@@ -73,10 +85,10 @@ class Pass:
     def add(self, message: Message) -> None:
         if message.letter is None:
             self.foreign.append(message)
-        elif message.letter.position in self.records:
-            self.records[message.letter.position].copies.append(message)
+        elif message.letter.record_id in self.records:
+            self.records[message.letter.record_id].copies.append(message)
         else:
-            self.records[message.letter.position] = Record(message.letter, [message])
+            self.records[message.letter.record_id] = Record(message.letter, [message])
 
 
 @dataclass(slots=True)
@@ -130,6 +142,7 @@ def _fill(received: Pass, batches: Iterator[list[Message]], limit: int | None) -
 def _receive(sqs: SQSClient, url: str, visibility: int, wait_seconds: int) -> Iterator[list[Message]]:
     while True:
         reply = _call(
+            "ReceiveMessage",
             sqs.receive_message,
             QueueUrl=url,
             MaxNumberOfMessages=10,
@@ -154,6 +167,7 @@ def release(sqs: SQSClient, url: str, messages: list[Message]) -> None:
     """Make received messages visible again now."""
     for chunk in _chunks(messages, 10):
         _call(
+            "ChangeMessageVisibilityBatch",
             sqs.change_message_visibility_batch,
             QueueUrl=url,
             Entries=[
@@ -166,6 +180,7 @@ def release(sqs: SQSClient, url: str, messages: list[Message]) -> None:
 def delete(sqs: SQSClient, url: str, messages: list[Message]) -> None:
     for chunk in _chunks(messages, 10):
         reply = _call(
+            "DeleteMessageBatch",
             sqs.delete_message_batch,
             QueueUrl=url,
             Entries=[{"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(chunk)],
@@ -189,7 +204,7 @@ def render_list(received: Pass) -> Table:
     table = Table(title="dead letters (one row per record; replays can leave copies)")
     for column in ("arrived", "shard", "sequence", "reason", "detail", "copies"):
         table.add_column(column, overflow="fold")
-    records = sorted(received.records.values(), key=lambda r: (r.letter.arrived_at, r.letter.position))
+    records = sorted(received.records.values(), key=lambda r: (r.letter.arrived_at, r.letter.record_id))
     for record in records:
         letter = record.letter
         sequence = letter.sequence_number
@@ -221,28 +236,33 @@ def redrive(
     now: Callable[[], datetime] = utc_now,
     wait_seconds: int = 1,
     sleep: Callable[[float], None] = time.sleep,
+    faults: FaultPoints | None = None,
+    visibility_seconds: int = REDRIVE_VISIBILITY_SECONDS,
 ) -> RedriveReport:
     """Put back on the stream every record the current decoder accepts; keep the others."""
-    received = receive_pass(sqs, url, visibility=REDRIVE_VISIBILITY_SECONDS, wait_seconds=wait_seconds)
+    faults = faults or FaultPoints()
+    received = receive_pass(sqs, url, visibility=visibility_seconds, wait_seconds=wait_seconds)
     report = RedriveReport(dry_run=dry_run, foreign=len(received.foreign))
     keep: list[Message] = list(received.foreign)
     fixed: list[Record] = []
     surplus: list[Message] = []
     at = now()
     for record in received.records.values():
-        problem = _still_bad(record.letter, at)
-        if problem is None:
-            fixed.append(record)
-        else:
-            report.still_bad.append((record.letter, *problem))
+        try:
+            record.redriven = redriven_data(record.letter, at)
+        except StillBad as bad:
+            report.still_bad.append((record.letter, bad.reason, bad.detail))
             keep.append(record.copies[0])
             surplus.extend(record.copies[1:])  # the same record again: one copy is enough
+        else:
+            fixed.append(record)
     if dry_run:
         report.redriven = [r.letter for r in fixed]
         release(sqs, url, received.messages)
         return report
     delete(sqs, url, surplus)
     accepted, failed = _put(kinesis, stream, fixed, sleep)
+    faults.hit("redrive-put")  # a crash here puts these records again next time: counted once all the same
     # Only records PutRecords accepted lose their messages.
     delete(sqs, url, [m for r in accepted for m in r.copies])
     report.redriven = [r.letter for r in accepted]
@@ -252,16 +272,22 @@ def redrive(
     return report
 
 
-def _still_bad(letter: DeadLetter, at: datetime) -> tuple[str, str] | None:
+def redriven_data(letter: DeadLetter, at: datetime) -> bytes:
+    """The record as it goes back: its event with `redriveOrigin`, the first place it was dead-lettered
+    from (a record re-driven before keeps its origin), so that the consumer counts it once however
+    many times it is put back. `StillBad` if the current decoder refuses it in that form.
+    """
     if letter.data_truncated:
-        return (letter.reason, f"only a prefix of the {letter.data_bytes} bytes was kept")
+        raise StillBad(letter.reason, f"only a prefix of the {letter.data_bytes} bytes was kept")
     try:
         decode_event(letter.data, at)
+        document = msgspec.json.decode(letter.data)  # keeps every field as sent (wide integers too)
+        document.setdefault("redriveOrigin", origin_id(*letter.record_id))
+        data = msgspec.json.encode(document)
+        decode_event(data, at)
     except InvalidEvent as error:
-        return (str(error.reason), error.detail)
-    except UnicodeDecodeError as exc:  # msgspec raises it for bad UTF-8 inside a JSON string
-        return (str(Reason.NOT_JSON), str(exc))
-    return None
+        raise StillBad(str(error.reason), error.detail) from None
+    return data
 
 
 def _put(
@@ -270,33 +296,43 @@ def _put(
     """PutRecords in batches, retrying failed entries; the records accepted and those not."""
     accepted: list[Record] = []
     failed: list[Record] = []
+    retry = Retry((_Unaccepted,), attempts=_PUT_ATTEMPTS, base=0.4, sleep=sleep)
     for batch in pack_batches(records, PUT_RECORDS_MAX, PUT_RECORDS_MAX_BYTES, size=_put_size):
         pending = batch
-        for attempt in range(1, _PUT_ATTEMPTS + 1):
+
+        def put_pending() -> None:
+            nonlocal pending
             reply = _call(
+                "PutRecords",
                 kinesis.put_records,
                 StreamName=stream,
-                Records=[{"Data": r.letter.data, "PartitionKey": r.letter.partition_key} for r in pending],
+                Records=[{"Data": r.redriven, "PartitionKey": r.letter.partition_key} for r in pending],
             )
             results = list(zip(pending, reply["Records"], strict=True))
-            accepted += [record for record, result in results if "ErrorCode" not in result]
+            accepted.extend(record for record, result in results if "ErrorCode" not in result)
             pending = [record for record, result in results if "ErrorCode" in result]
-            if not pending:
-                break
-            if attempt < _PUT_ATTEMPTS:
-                sleep(0.2 * 2**attempt)
-        failed += pending
+            if pending:
+                raise _Unaccepted(f"{len(pending)} records refused (throttled)")
+
+        try:
+            retry.call(put_pending)
+        except _Unaccepted:
+            failed += pending
     return accepted, failed
 
 
+class _Unaccepted(Exception):
+    """PutRecords refused some records for the moment (throttling); they are put again."""
+
+
 def _put_size(record: Record) -> int:
-    return len(record.letter.data) + len(record.letter.partition_key.encode())
+    return len(record.redriven) + len(record.letter.partition_key.encode())
 
 
 # -- the commands ------------------------------------------------------------------------------
 
 
-def list_command(settings: Settings, *, limit: int, console: Console | None = None) -> None:
+def list_command(settings: ConsumerSettings, *, limit: int, console: Console | None = None) -> None:
     sqs: SQSClient = aws.client("sqs", settings.region)
     received = list_dead_letters(sqs, queue_url(sqs, settings.dlq_name), limit=limit)
     console = console or Console()
@@ -305,10 +341,26 @@ def list_command(settings: Settings, *, limit: int, console: Console | None = No
     console.print(f"{len(received.records)} records in {copies} messages ({settings.dlq_name})")
 
 
-def redrive_command(settings: Settings, *, dry_run: bool, console: Console | None = None) -> int:
+def redrive_command(
+    settings: ConsumerSettings,
+    *,
+    dry_run: bool,
+    visibility_seconds: int = REDRIVE_VISIBILITY_SECONDS,
+    console: Console | None = None,
+) -> int:
     sqs: SQSClient = aws.client("sqs", settings.region)
     kinesis: KinesisClient = aws.client("kinesis", settings.region)
-    report = redrive(sqs, kinesis, queue_url(sqs, settings.dlq_name), settings.stream_name, dry_run=dry_run)
+    faults = FaultPoints.from_spec(os.environ.get("METERING_FAULT"))
+    url = queue_url(sqs, settings.dlq_name)
+    report = redrive(
+        sqs,
+        kinesis,
+        url,
+        settings.stream_name,
+        dry_run=dry_run,
+        faults=faults,
+        visibility_seconds=visibility_seconds,
+    )
     console = console or Console()
     if report.still_bad:
         table = Table(title="still bad")
@@ -321,11 +373,9 @@ def redrive_command(settings: Settings, *, dry_run: bool, console: Console | Non
     return 1 if report.put_failed else 0
 
 
-def _call(method: Callable[..., Any], **kwargs: Any) -> Any:
-    try:
+def _call(what: str, method: Callable[..., Any], **kwargs: Any) -> Any:
+    with aws.translated(what):
         return method(**kwargs)
-    except (ClientError, BotoCoreError) as exc:
-        raise MeteringError(f"{exc}") from exc
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

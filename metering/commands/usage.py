@@ -17,10 +17,11 @@ from rich.live import Live
 from rich.table import Table
 
 from consumer import aws
-from consumer.core.aggregate import minute_bucket, user_key
 from consumer.errors import MeteringError
-from consumer.settings import Settings
-from consumer.sinks.dynamodb import BUCKET_INDEX, COUNTERS, read_counters
+from consumer.settings import ConsumerSettings
+from contract.events import canonical_email
+from contract.table import BUCKET_INDEX, COUNTERS, minute_sk, read_counters, user_pk
+from metering.errors import usage_error
 
 _WINDOW = re.compile(r"^(\d+)([mh])$")
 TOP_USERS = 15
@@ -34,7 +35,7 @@ def parse_window(text: str) -> timedelta:
     return timedelta(minutes=amount) if match.group(2) == "m" else timedelta(hours=amount)
 
 
-def show_usage(settings: Settings, *, user: str | None, last: str, watch: float = 0) -> None:
+def show_usage(settings: ConsumerSettings, *, user: str | None, last: str, watch: float = 0) -> None:
     window = parse_window(last)
     if window > timedelta(hours=24):
         raise MeteringError("--last: at most 24h of minutes (older minutes expire after 7 days)")
@@ -58,7 +59,10 @@ def show_usage(settings: Settings, *, user: str | None, last: str, watch: float 
 def render(client: Any, table: str, user: str | None, window: timedelta, now: datetime) -> Group:
     minutes = _minutes(now, window)
     if user is not None:
-        key = user_key(user) or ""
+        try:
+            key = user_pk(canonical_email(user))
+        except ValueError as exc:
+            raise usage_error(f"--user: {exc}") from exc
         rows = _query_range(client, table, key, minutes[0], minutes[-1])
         return Group(_minute_table(f"{user}, per minute", minutes, rows))
     global_rows = _query_range(client, table, "GLOBAL", minutes[0], minutes[-1])
@@ -69,7 +73,7 @@ def render(client: Any, table: str, user: str | None, window: timedelta, now: da
 def _minutes(now: datetime, window: timedelta) -> list[str]:
     count = max(1, int(window.total_seconds() // 60))
     start = now.replace(second=0, microsecond=0) - timedelta(minutes=count - 1)
-    return [minute_bucket(start + timedelta(minutes=i)) for i in range(count)]
+    return [minute_sk(start + timedelta(minutes=i)) for i in range(count)]
 
 
 def _query_range(client: Any, table: str, pk: str, first: str, last: str) -> dict[str, dict[str, int]]:

@@ -1,7 +1,7 @@
-"""Settings from environment variables, read the same way by the authorizer and the consumer.
+"""Settings from environment variables, read the same way by every component, and the names they share.
 
-Standard library only: it ships in the Lambda zip. A parser raises `ValueError`; the reader turns
-that into the caller's configuration error naming the variable, so start-up stops with a clear message.
+A parser raises `ValueError`; the reader turns that into `ConfigError` naming the variable, so
+start-up stops with a clear message instead of failing later.
 """
 
 from __future__ import annotations
@@ -18,19 +18,22 @@ _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
 
+class ConfigError(Exception):
+    """A setting from the environment is invalid; the message names the variable."""
+
+
 class Reader:
     """Reads variables from one environment; an unset or blank variable takes its default."""
 
-    def __init__(self, env: Mapping[str, str], error: type[Exception]) -> None:
+    def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env
-        self._error = error
 
     def __call__(self, variable: str, default: str, parse: Callable[[str], T]) -> T:
         raw = self._env.get(variable, "").strip() or default
         try:
             return parse(raw)
         except ValueError as exc:
-            raise self._error(f"{variable}={raw!r} is invalid: {exc}") from exc
+            raise ConfigError(f"{variable}={raw!r} is invalid: {exc}") from exc
 
 
 class SharedNames(TypedDict):

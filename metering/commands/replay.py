@@ -41,13 +41,15 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from authorizer.errors import aws_error_code
 from consumer import aws, daemon, leases
-from consumer.core.aggregate import rfc3339
 from consumer.core.events import MAX_CLOCK_SKEW, utc_now
+from consumer.core.window import CountingWindow
 from consumer.errors import MeteringError
-from consumer.settings import CountingWindow, Settings
-from consumer.sinks.dynamodb import analytics_table_spec, read_counters
+from consumer.progress import ProgressFiles
+from consumer.settings import ConsumerSettings
+from contract.aws import aws_error_code
+from contract.events import format_timestamp
+from contract.table import analytics_table_spec, read_counters
 
 APPLICATION_PREFIX = "complical-usage-replay-"
 # The stream trims continuously: a window whose start is this close to the retention is refused.
@@ -55,7 +57,6 @@ RETENTION_MARGIN = timedelta(minutes=10)
 META_KEY = {"pk": {"S": "REPLAY"}, "sk": {"S": "WINDOW"}}
 _AGE = re.compile(r"^(\d+)([smhd])$")
 _AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-_SHARD_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 
 # -- pure: times, windows, names, completion -----------------------------------------------------
@@ -103,7 +104,9 @@ class ReplayPlan:
 
     @property
     def application_name(self) -> str:
-        identity = "\n".join((self.stream, rfc3339(self.window.start), rfc3339(self.window.end), self.table))
+        identity = "\n".join(
+            (self.stream, format_timestamp(self.window.start), format_timestamp(self.window.end), self.table)
+        )
         return APPLICATION_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:12]
 
     def daemon_overrides(self) -> dict[str, str | None]:
@@ -119,7 +122,7 @@ class ReplayPlan:
     @property
     def resume_command(self) -> str:
         """The command that resumes this very replay (relative times such as `2h` would move)."""
-        window = f"--from {rfc3339(self.window.start)} --to {rfc3339(self.window.end)}"
+        window = f"--from {format_timestamp(self.window.start)} --to {format_timestamp(self.window.end)}"
         return f"metering replay {window} --into {self.table}"
 
     def child_env(self, progress_dir: Path) -> dict[str, str]:
@@ -128,8 +131,8 @@ class ReplayPlan:
             "METRICS_PORT": "0",  # a live consumer on this host may hold the port
             "ANALYTICS_TABLE_NAME": self.table,
             "KCL_APPLICATION_NAME": self.application_name,
-            "COUNT_EVENTS_FROM": rfc3339(self.window.start),
-            "COUNT_EVENTS_TO": rfc3339(self.window.end),
+            "COUNT_EVENTS_FROM": format_timestamp(self.window.start),
+            "COUNT_EVENTS_TO": format_timestamp(self.window.end),
             "REPLAY_PROGRESS_DIR": str(progress_dir),
         }
 
@@ -147,7 +150,7 @@ def plan_replay(
     if table == live_table:
         raise MeteringError(f"--into {table} is the live analytics table: replay into a separate table")
     if end > now:
-        raise MeteringError(f"--to {rfc3339(end)} is in the future")
+        raise MeteringError(f"--to {format_timestamp(end)} is in the future")
     try:
         window = CountingWindow(_millis(start), _millis(end))
     except ValueError as exc:
@@ -155,7 +158,7 @@ def plan_replay(
     plan = ReplayPlan(stream, table, window)
     if plan.read_from < now - retention + RETENTION_MARGIN:
         raise MeteringError(
-            f"--from {rfc3339(start)}: the stream keeps {retention} and reading starts "
+            f"--from {format_timestamp(start)}: the stream keeps {retention} and reading starts "
             f"{MAX_CLOCK_SKEW} earlier, so part of the window may be trimmed already"
         )
     return plan
@@ -166,35 +169,6 @@ def finished(required: Collection[str], reports: Mapping[str, str]) -> bool:
     return all(shard in reports for shard in required)
 
 
-class ProgressFiles:
-    """The run's shard reports: one file per shard (`caught-up` or `ended`) in a directory it owns.
-
-    The record processors write them (`consumer.processor.ShardProgress`); the replay reads them.
-    """
-
-    CAUGHT_UP = "caught-up"
-    ENDED = "ended"
-
-    def __init__(self, directory: Path) -> None:
-        self._directory = directory
-
-    def caught_up(self, shard_id: str) -> None:
-        self._write(shard_id, self.CAUGHT_UP)
-
-    def ended(self, shard_id: str) -> None:
-        self._write(shard_id, self.ENDED)
-
-    def reports(self) -> dict[str, str]:
-        return {p.name: p.read_text() for p in self._directory.iterdir() if not p.name.startswith(".")}
-
-    def _write(self, shard_id: str, state: str) -> None:
-        if not _SHARD_ID.match(shard_id):
-            raise ValueError(f"unexpected shard id {shard_id!r}")
-        partial = self._directory / f".{shard_id}.{os.getpid()}"
-        partial.write_text(state)
-        partial.replace(self._directory / shard_id)  # atomic: the reader never sees half a report
-
-
 @dataclass(frozen=True, slots=True)
 class ReplaySummary:
     plan: ReplayPlan
@@ -203,7 +177,7 @@ class ReplaySummary:
     seconds: float
 
     def describe(self) -> str:
-        window = f"[{rfc3339(self.plan.window.start)}, {rfc3339(self.plan.window.end)})"
+        window = self.plan.window
         return (
             f"replayed {window} into {self.plan.table}: {self.events} events counted, "
             f"{self.items} items, {self.seconds:.1f} s (KCL application {self.plan.application_name})"
@@ -214,7 +188,7 @@ class ReplaySummary:
 
 
 def replay(
-    settings: Settings,
+    settings: ConsumerSettings,
     *,
     start: str,
     end: str | None,
@@ -232,7 +206,7 @@ def replay(
     recorded = _recorded_window(dynamodb, into)
     if end is None and recorded is not None and recorded.start == window_start and not fresh:
         window_end = recorded.end  # the same command again: resume that replay, not a new one
-        report(f"resuming the replay of [{rfc3339(recorded.start)}, {rfc3339(recorded.end)}) in {into}")
+        report(f"resuming the replay of {recorded} in {into}")
     stream = kinesis.describe_stream_summary(StreamName=settings.stream_name)["StreamDescriptionSummary"]
     retention = timedelta(hours=stream["RetentionPeriodHours"])
     plan = plan_replay(
@@ -249,15 +223,18 @@ def replay(
     _prepare_table(dynamodb, plan)
     open_shards = sorted(shard["ShardId"] for shard in aws.open_shards(kinesis, settings.stream_name))
     report(
-        f"replaying [{rfc3339(plan.window.start)}, {rfc3339(plan.window.end)}) into {into}: reading "
-        f"{len(open_shards)} shards from {rfc3339(plan.read_from)} as {plan.application_name}"
+        f"replaying {plan.window} into {into}: reading "
+        f"{len(open_shards)} shards from {format_timestamp(plan.read_from)} as {plan.application_name}"
     )
     with tempfile.TemporaryDirectory(prefix="metering-replay-") as workdir:
         progress = ProgressFiles(Path(workdir))
         env = plan.child_env(Path(workdir))
         watch = _Watch(open_shards, progress, report, deadline=started + timeout if timeout else None)
         code = daemon.run(
-            Settings.from_env(os.environ | env), overrides=plan.daemon_overrides(), env=env, until=watch
+            ConsumerSettings.from_env(os.environ | env),
+            overrides=plan.daemon_overrides(),
+            env=env,
+            until=watch,
         )
         done = finished(open_shards, progress.reports())
     resume = f"resume with `{plan.resume_command}`"
@@ -329,8 +306,8 @@ def _prepare_table(dynamodb: Any, plan: ReplayPlan) -> None:
         if aws.holds_items(dynamodb, plan.table):
             raise MeteringError(f"{plan.table} is not empty and holds no replay: refusing to write into it")
         item = META_KEY | {
-            "from": {"S": rfc3339(plan.window.start)},
-            "to": {"S": rfc3339(plan.window.end)},
+            "from": {"S": format_timestamp(plan.window.start)},
+            "to": {"S": format_timestamp(plan.window.end)},
             "stream": {"S": plan.stream},
             "application": {"S": plan.application_name},
         }
