@@ -42,6 +42,10 @@ class Reason(StrEnum):
     TOO_DEEP = "TOO_DEEP"  # nested deeper than the decoder can read, in any field
     FUTURE_TIMESTAMP = "FUTURE_TIMESTAMP"
     STALE_TIMESTAMP = "STALE_TIMESTAMP"
+    # API Gateway access logs, delivered by a CloudWatch Logs subscription (consumer.core.access_logs):
+    ENVELOPE_INVALID = "ENVELOPE_INVALID"  # gzip, but not a CloudWatch Logs envelope we can read
+    DECOMPRESSION_LIMIT = "DECOMPRESSION_LIMIT"  # inflates past the size or ratio bound: a bomb
+    LOG_EVENT_INVALID = "LOG_EVENT_INVALID"  # one log event is not an access-log line of ours
     # The decoder itself failed on this record (a bug of ours): the record waits in the dead-letter
     # queue for the fix and a re-drive, and the shard goes on.
     DECODER_ERROR = "DECODER_ERROR"
