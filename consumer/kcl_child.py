@@ -6,12 +6,12 @@ import os
 import signal
 import sys
 
-from amazon_kclpy import kcl
 from prometheus_client import CollectorRegistry
 
 from consumer import aws, logs
 from consumer.errors import MeteringError
 from consumer.faults import FaultPoints
+from consumer.kcl_protocol import KCLProcess
 from consumer.metrics import ProcessorMetrics
 from consumer.processor import DeadLetters, LoggedDeadLetters, UsageRecordProcessor
 from consumer.progress import ProgressFiles
@@ -67,7 +67,7 @@ def main() -> None:
         metrics=ProcessorMetrics(CollectorRegistry()),
     )
     # stdout belongs to the protocol: nothing else may write there.
-    kcl.KCLProcess(processor, input_file=sys.stdin, output_file=sys.stdout, error_file=sys.stderr).run()
+    KCLProcess(processor, input_file=sys.stdin, output_file=sys.stdout, error_file=sys.stderr).run()
 
 
 if __name__ == "__main__":

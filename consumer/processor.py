@@ -19,24 +19,26 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Protocol
 
 from amazon_kclpy.checkpoint_error import CheckpointError
 from amazon_kclpy.v3.processor import RecordProcessorBase
 from prometheus_client import CollectorRegistry
 
+from consumer.core.access_logs import ResponseEvent, decode_log_record, is_gzip
 from consumer.core.events import MAX_EVENT_AGE, InvalidEvent, Reason, UsageEvent, decode_event, utc_now
-from consumer.core.flush import Batch, Position, ShardAccumulator
+from consumer.core.flush import Batch, Position, ShardAccumulator, position_key
 from consumer.core.window import CountingWindow
 from consumer.errors import Superseded
 from consumer.faults import FaultPoints
 from consumer.metrics import ProcessorMetrics
 from consumer.sinks.base import CounterSink
-from contract.events import EventType
 from contract.retry import Retry
 
 # The lease moved or the worker is shutting down: checkpointing is impossible, not an error of ours.
 _LEASE_GONE = {"ShutdownException", "InvalidStateException"}
+RESPONSE = "RESPONSE"  # what the events metric calls an access log's response
 _CHECKPOINT_ATTEMPTS = 5
 
 
@@ -51,8 +53,10 @@ class Checkpointer(Protocol):
 
 
 class DeadLetters(Protocol):
-    def send(self, shard_id: str, record: Any, error: InvalidEvent) -> None:
-        """Take a record that cannot be counted (it may be buffered until `flush`)."""
+    def send(
+        self, shard_id: str, record: Any, error: InvalidEvent, log_event: tuple[int, bytes] | None
+    ) -> None:
+        """Take a record that cannot be counted, or one log event of it (it may be buffered until `flush`)."""
         ...
 
     def flush(self) -> None:
@@ -66,11 +70,14 @@ class LoggedDeadLetters:
     def __init__(self, log: Any) -> None:
         self._log = log
 
-    def send(self, shard_id: str, record: Any, error: InvalidEvent) -> None:
+    def send(
+        self, shard_id: str, record: Any, error: InvalidEvent, log_event: tuple[int, bytes] | None
+    ) -> None:
         self._log.warning(
             "record_rejected",
             shard=shard_id,
             sequence=record.sequence_number,
+            log_event=None if log_event is None else log_event[0],
             reason=str(error.reason),
             detail=error.detail[:300],
         )
@@ -146,22 +153,30 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
             now = self._now()
             self._metrics.records.labels(self._shard_id).inc(len(process_records_input.records))
             self._metrics.millis_behind.labels(self._shard_id).set(process_records_input.millis_behind_latest)
-            counted: Counter[EventType] = Counter()  # metrics once per batch: they are IPC-backed
-            redelivered: list[Position] = []
+            counted: Counter[str] = Counter()  # metrics once per batch: they are IPC-backed
+            redelivered: list[str] = []
             for record in process_records_input.records:
-                position = _position(record)
-                if not accumulator.is_new(position):
-                    redelivered.append(position)
+                key = position_key(record.sequence_number, int(record.sub_sequence_number or 0))
+                if not accumulator.is_new(key):
+                    redelivered.append(record.sequence_number)
                     continue
-                event = self._countable(record, now)
-                if event is not None and not self._counts_here(event, position):
-                    event = None
-                if event is not None:
-                    counted[event.event_type] += 1
-                accumulator.add(position, event)
+                data = record.binary_data
+                if is_gzip(data):  # API Gateway's access logs, through a CloudWatch Logs subscription
+                    responses = self._responses(record, data, key, now)
+                    counted[RESPONSE] += len(responses)
+                    accumulator.add(key, responses=responses)
+                else:
+                    event = self._countable(record, data, now)
+                    if event is not None and not self._counts_here(
+                        event.redrive_origin, key, event.timestamp
+                    ):
+                        event = None
+                    if event is not None:
+                        counted[event.event_type.value] += 1
+                    accumulator.add(key, event, data)
                 self._faults.hit("record-added")
             for event_type, count in counted.items():
-                self._metrics.events.labels(event_type.value).inc(count)
+                self._metrics.events.labels(event_type).inc(count)
             if redelivered:
                 self._report_redelivered(redelivered)
             # Only an empty poll proves the tip was reached: a poll cut short by maxRecords still
@@ -203,35 +218,54 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
             self._flush_all(shutdown_requested_input.checkpointer)
             self._log.info("shutdown_flushed")
 
-    def _counts_here(self, event: UsageEvent, position: Position) -> bool:
+    def _counts_here(self, origin: str | None, key: str, at: datetime) -> bool:
         """A re-driven event counts only in the one copy that owns its origin (EXACTLY_ONCE.md)."""
-        if event.redrive_origin is None:
+        if origin is None:
             return True
-        expires_at = int((event.timestamp + MAX_EVENT_AGE + timedelta(days=1)).timestamp())
-        if self._sink.claim_origin(event.redrive_origin, f"{self._shard_id}/{position.key()}", expires_at):
+        expires_at = int((at + MAX_EVENT_AGE + timedelta(days=1)).timestamp())
+        if self._sink.claim_origin(origin, f"{self._shard_id}/{key}", expires_at):
             return True
         self._metrics.redrive_copies.inc()
-        self._log.info("redriven_copy_ignored", origin=event.redrive_origin, sequence=position.sequence)
+        self._log.info("redriven_copy_ignored", origin=origin, position=key)
         return False
 
-    def _report_redelivered(self, positions: list[Position]) -> None:
+    def _responses(self, record: Any, data: bytes, key: str, now: datetime) -> list[ResponseEvent]:
+        """The responses of an access-log record counted here; bad ones go to the dead letters."""
+        arrived = record.timestamp_millis
+        try:
+            logs = decode_log_record(data, _arrival(arrived) if arrived else now)
+        except InvalidEvent as error:
+            self._reject(record, error)
+            return []
+        except Exception as exc:  # a bug of ours must cost this record, never the shard
+            self._log.exception("decoder_failed", sequence=record.sequence_number)
+            self._reject(record, InvalidEvent(Reason.DECODER_ERROR, type(exc).__name__))
+            return []
+        responses = []
+        for (index, decoded), raw in zip(logs.events, logs.raw_events, strict=True):
+            if isinstance(decoded, InvalidEvent):
+                self._reject(record, decoded, (index, raw))
+            elif self._window is None or decoded.timestamp in self._window:
+                responses.append(decoded)
+        if responses and not self._counts_here(logs.redrive_origin, key, responses[0].timestamp):
+            return []
+        return responses
+
+    def _report_redelivered(self, sequences: list[str]) -> None:
         """Records the shard had already passed: ignored (never counted again), counted and logged."""
-        self._metrics.redelivered.labels(self._shard_id).inc(len(positions))
+        self._metrics.redelivered.labels(self._shard_id).inc(len(sequences))
         self._log.warning(
-            "records_redelivered_ignored",
-            records=len(positions),
-            first=positions[0].sequence,
-            last=positions[-1].sequence,
+            "records_redelivered_ignored", records=len(sequences), first=sequences[0], last=sequences[-1]
         )
 
-    def _countable(self, record: Any, now: datetime) -> UsageEvent | None:
+    def _countable(self, record: Any, data: bytes, now: datetime) -> UsageEvent | None:
         """The record's event if it is valid and counted here; bad records go to the dead letters."""
         # "Too far in the future" is judged against the record's arrival in the stream, not our
         # clock, so that a replay days later makes exactly the same decision as the live run.
         arrived = record.timestamp_millis
-        reference = datetime.fromtimestamp(arrived / 1000, UTC) if arrived else now
+        reference = _arrival(arrived) if arrived else now
         try:
-            event = decode_event(record.binary_data, reference)
+            event = decode_event(data, reference)
         except InvalidEvent as error:
             self._reject(record, error)
             return None
@@ -241,9 +275,9 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
             return None
         return event if self._window is None or event.timestamp in self._window else None
 
-    def _reject(self, record: Any, error: InvalidEvent) -> None:
+    def _reject(self, record: Any, error: InvalidEvent, log_event: tuple[int, bytes] | None = None) -> None:
         self._metrics.rejected.labels(error.reason.value).inc()
-        self._dead_letters.send(self._shard_id, record, error)
+        self._dead_letters.send(self._shard_id, record, error, log_event)
 
     def _flush_all(self, checkpointer: Checkpointer, *, at_end: bool = False) -> None:
         if self._accumulator is not None:
@@ -315,8 +349,10 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
             raise SystemExit(1) from None
 
 
-def _position(record: Any) -> Position:
-    return Position(record.sequence_number, int(record.sub_sequence_number or 0))
+@lru_cache(maxsize=1024)
+def _arrival(millis: int) -> datetime:
+    """A record's arrival time; cached, as records of one poll often arrived in the same millisecond."""
+    return datetime.fromtimestamp(millis / 1000, UTC)
 
 
 def _checkpoint_key(sequence: str | None, sub_sequence: int | None) -> str | None:

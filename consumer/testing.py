@@ -8,6 +8,7 @@ plays the MultiLangDaemon's side of the protocol to drive the real `KCLProcess` 
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import json
 import uuid
@@ -58,6 +59,73 @@ def kcl_record(sequence: int, data: bytes, sub_sequence: int = 0) -> dict[str, A
         "subSequenceNumber": sub_sequence,
         "approximateArrivalTimestamp": 1795564800000,  # 2026-11-25T00:00:00Z
     }
+
+
+def access_log_line(at: datetime | None = None, **fields: str) -> dict[str, str]:
+    """An API Gateway access-log line in the stage's format: every value a string, `-` for none."""
+    at = at or datetime(2026, 11, 24, 17, 52, 13, 123000, tzinfo=UTC)
+    return {
+        "requestId": str(uuid.uuid4()),
+        "requestTimeEpoch": str(int(at.timestamp() * 1000)),
+        "httpMethod": "GET",
+        "resourcePath": "/items/{id}",
+        "path": "/items/42",
+        "status": "200",
+        "responseLatency": "41",
+        "integrationLatency": "35",
+        "sourceIp": "203.0.113.7",
+        "userAgent": "python-requests/2.32.3",
+        "userEmail": "alice@example.com",
+        "apiKeyId": "key_123",
+    } | fields
+
+
+def log_envelope(*messages: str, message_type: str = "DATA_MESSAGE", **fields: Any) -> dict[str, Any]:
+    """A CloudWatch Logs subscription envelope with one log event per message (an access-log line)."""
+    return {
+        "messageType": message_type,
+        "owner": "123456789012",
+        "logGroup": "/aws/apigateway/usage-prod",
+        "logStream": "0123456789abcdef0123456789abcdef",
+        "subscriptionFilters": ["usage-to-kinesis"],
+        "logEvents": [
+            {
+                "id": str(38_000_000_000 * 10**45 + index),
+                "timestamp": 1_795_000_000_000 + index,
+                "message": message,
+            }
+            for index, message in enumerate(messages)
+        ],
+    } | fields
+
+
+def subscription_record(document: dict[str, Any] | list[Any] | bytes) -> bytes:
+    """A Kinesis record's data as a CloudWatch Logs subscription writes it: the gzip of the envelope."""
+    data = document if isinstance(document, bytes) else json.dumps(document, separators=(",", ":")).encode()
+    return gzip.compress(data)
+
+
+LogEvent = tuple[int, bytes]
+
+
+class RecordingDeadLetters:
+    """The processor's dead letters, kept in memory: `sent` holds (sequence, log event, error)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int | None, Any]] = []
+        self.flushed = 0
+
+    @property
+    def reasons(self) -> list[str]:
+        return [str(error.reason) for _, _, error in self.sent]
+
+    def send(
+        self, shard_id: str, record: Any, error: Any, log_event: tuple[int, bytes] | None = None
+    ) -> None:
+        self.sent.append((record.sequence_number, None if log_event is None else log_event[0], error))
+
+    def flush(self) -> None:
+        self.flushed = len(self.sent)
 
 
 class FakeClock:

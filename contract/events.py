@@ -47,9 +47,12 @@ class UsageEventV1(TypedDict):
     redriveOrigin: NotRequired[str]
 
 
-def origin_id(shard_id: str, sequence_number: str, sub_sequence_number: int) -> str:
-    """A record's place in the stream, as `redriveOrigin` names it."""
-    return f"{shard_id}/{sequence_number}/{sub_sequence_number}"
+def origin_id(
+    shard_id: str, sequence_number: str, sub_sequence_number: int, log_event: int | None = None
+) -> str:
+    """A record's place in the stream (and a log event's in its record), as `redriveOrigin` names it."""
+    place = f"{shard_id}/{sequence_number}/{sub_sequence_number}"
+    return place if log_event is None else f"{place}/{log_event}"
 
 
 # -- one user, one identity ----------------------------------------------------------------------

@@ -15,13 +15,24 @@ GLOBAL = "GLOBAL"
 TOTAL = "TOTAL"
 USER_PREFIX = "USER#"
 IP_PREFIX = "IP#"
+KEY_PREFIX = "KEY#"
+ENDPOINT_PREFIX = "ENDPOINT#"
+ARCHIVE_PREFIX = "ARCHIVE#"
 MINUTE_PREFIX = "MINUTE#"
 HOUR_PREFIX = "HOUR#"
+DAY_PREFIX = "DAY#"
+MONTH_PREFIX = "MONTH#"
 BUCKET_INDEX = "by-bucket"
 BUCKET = "bucket"  # the index's partition key: the item's sort key, on bucket items only
 EXPIRES_AT = "expiresAt"  # the table's TTL attribute (epoch seconds)
 FIRST_SEEN, LAST_SEEN = "firstSeen", "lastSeen"
-BUCKET_RETENTION = timedelta(days=7)
+PLAN = "plan"  # on a user's TOTAL item: the plan of the key it last called with
+ACTIVE_USERS = "activeUsers"  # on GLOBAL hour, day and month items: users with an item of that bucket
+ACTIVE_SINCE = "activeSince"  # on a user's hour, day and month items: the flush that created it
+BUCKET_RETENTION = timedelta(days=7)  # minute and hour items
+DAY_RETENTION = timedelta(days=400)
+MONTH_RETENTION = timedelta(days=25 * 31)
+ARCHIVE_RETENTION = timedelta(days=90)
 
 # The counter attribute each event type adds to.
 COUNTER_OF = {
@@ -32,12 +43,49 @@ COUNTER_OF = {
 COUNTERS = tuple(COUNTER_OF.values())
 
 
+# Counter attributes beyond COUNTERS, each named by what it counts:
+def reason_counter(reason: str) -> str:
+    """Refusals by reason (`MISSING_KEY`, `RATE_LIMIT_SECOND`, ...) on IP, key and GLOBAL hour items."""
+    return f"r_{reason}"
+
+
+def method_counter(method: str) -> str:
+    """Calls by HTTP method, on GLOBAL and user hour items."""
+    return f"m_{method}"
+
+
+def endpoint_counter(endpoint: str) -> str:
+    """Calls by endpoint (`GET /items/{id}`), on a user's hour item."""
+    return f"e_{endpoint}"
+
+
+# On ENDPOINT items (API Gateway access logs): responses by status class, and response and
+# integration latencies as DDSketch histograms whose bucket counts merge by ADD (`consumer.core.latency`).
+RESPONSES, LATENCY_SUM = "responses", "latencySum"
+INTEGRATIONS, INTEGRATION_SUM = "integrations", "integrationLatencySum"
+LATENCY_BUCKET, INTEGRATION_BUCKET = "l_", "il_"  # + the bucket's key (`z` for 0 ms)
+
+
+def status_counter(status: int) -> str:
+    """`s2xx`, `s4xx`, `s5xx` (and `s1xx`, `s3xx`)."""
+    return f"s{status // 100}xx"
+
+
 def user_pk(email: str) -> str:
     return f"{USER_PREFIX}{email}"
 
 
 def ip_pk(source_ip: str) -> str:
     return f"{IP_PREFIX}{source_ip}"
+
+
+def key_pk(api_key_id: str) -> str:
+    return f"{KEY_PREFIX}{api_key_id}"
+
+
+def endpoint_pk(endpoint: str) -> str:
+    """`ENDPOINT#GET /items/{id}`: an HTTP method and a route template (`contract.routes`)."""
+    return f"{ENDPOINT_PREFIX}{endpoint}"
 
 
 def minute_sk(at: datetime) -> str:
@@ -48,15 +96,43 @@ def hour_sk(at: datetime) -> str:
     return f"{HOUR_PREFIX}{at.astimezone(UTC):%Y-%m-%dT%H}"
 
 
+def day_sk(at: datetime) -> str:
+    return f"{DAY_PREFIX}{at.astimezone(UTC):%Y-%m-%d}"
+
+
+def month_sk(at: datetime) -> str:
+    return f"{MONTH_PREFIX}{at.astimezone(UTC):%Y-%m}"
+
+
+_FORMATS = {
+    MINUTE_PREFIX: ("%Y-%m-%dT%H:%M", BUCKET_RETENTION),
+    HOUR_PREFIX: ("%Y-%m-%dT%H", BUCKET_RETENTION),
+    DAY_PREFIX: ("%Y-%m-%d", DAY_RETENTION),
+    MONTH_PREFIX: ("%Y-%m", MONTH_RETENTION),
+}
+
+
 def bucket_start(sk: str) -> datetime:
     kind, _, stamp = sk.partition("#")
-    fmt = "%Y-%m-%dT%H:%M" if kind + "#" == MINUTE_PREFIX else "%Y-%m-%dT%H"
-    return datetime.strptime(stamp, fmt).replace(tzinfo=UTC)
+    return datetime.strptime(stamp, _FORMATS[kind + "#"][0]).replace(tzinfo=UTC)
 
 
 def expiry(sk: str) -> int:
-    """A bucket item's TTL: its start plus the retention, in epoch seconds."""
-    return int((bucket_start(sk) + BUCKET_RETENTION).timestamp())
+    """A bucket item's TTL: its start plus its kind's retention, in epoch seconds."""
+    return int((bucket_start(sk) + _FORMATS[sk.partition("#")[0] + "#"][1]).timestamp())
+
+
+# -- the raw-event archive: pages of compressed events, per caller, hour and flush ----------------
+
+
+def archive_pk(caller_pk: str) -> str:
+    """`ARCHIVE#USER#<email>`, or `ARCHIVE#IP#<ip>` for callers without a user."""
+    return f"{ARCHIVE_PREFIX}{caller_pk}"
+
+
+def archive_sk(hour: datetime, shard_id: str, range_end: str, part: int) -> str:
+    """Sorted by hour; one flush range of one shard writes the same pages however often it is replayed."""
+    return f"{hour.astimezone(UTC):%Y-%m-%dT%H}#{shard_id}#{range_end}#{part:03d}"
 
 
 # -- the exactly-once bookkeeping (consumer/EXACTLY_ONCE.md) ---------------------------------------

@@ -1,90 +1,294 @@
-"""In-memory aggregation of usage events into the analytics table's items (`contract.table`).
+"""In-memory aggregation of events into the analytics table's items (`contract.table`) and archive pages.
 
 Buckets come from the event's own timestamp in UTC, so a replay lands in the same items as the
-original run. Each event adds to: the user's all-time, minute and hour items (when the user is
-known), the global minute and hour items, and the source IP's hour item.
+original run. A usage event adds to:
+- its user's all-time (TOTAL), minute, hour (with its method and endpoint), day and month items;
+- the GLOBAL minute, hour (methods, endpoints, refusals by reason), day and month items;
+- its source IP's hour item (refusals by reason, the keys and users seen from it);
+- its key's hour item, when a known key was refused (a revoked key still in use shows up);
+- its caller's archive page of that hour (the event as it was sent; by IP without a user).
+A response (API Gateway's access log) adds to its endpoint's minute and hour items: responses by
+status class, response and integration latency sums and histograms (`consumer.core.latency`).
+A user's hour, day and month items are "active": the flush that creates one counts an active user
+in the GLOBAL item of the same bucket (see the sinks).
+
+Per event, `add` only counts the event in one group (what it shares with other events: user,
+source IP, minute, type, endpoint, reason, key, plan) and keeps its bytes for the archive. The
+groups become item updates once, when the batch is written: the cost per event stays a few dict
+operations however many items an event touches (bench/consumer_throughput.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
+from consumer.core.access_logs import ResponseEvent
 from consumer.core.events import UsageEvent
+from consumer.core.latency import bucket
+from consumer.core.routes import Routes
 from contract.events import EventType, email_key
-from contract.table import BUCKET_RETENTION, GLOBAL, TOTAL, hour_sk, ip_pk, minute_sk, user_pk
+from contract.table import (
+    BUCKET,
+    COUNTER_OF,
+    EXPIRES_AT,
+    GLOBAL,
+    INTEGRATION_BUCKET,
+    INTEGRATION_SUM,
+    INTEGRATIONS,
+    LATENCY_BUCKET,
+    LATENCY_SUM,
+    PLAN,
+    RESPONSES,
+    TOTAL,
+    day_sk,
+    endpoint_counter,
+    endpoint_pk,
+    expiry,
+    hour_sk,
+    ip_pk,
+    key_pk,
+    method_counter,
+    minute_sk,
+    month_sk,
+    reason_counter,
+    status_counter,
+    user_pk,
+)
 
 ItemKey = tuple[str, str]  # (pk, sk)
+PageKey = tuple[str, int]  # the caller's item pk (`USER#..` or `IP#..`), epoch hour
+KEYS_TRIED, USERS_SEEN = "keysTried", "usersSeen"  # bounded string sets on IP hour items
+# A bounded string set takes at most this many members per flush, and none once it holds this
+# many: it never holds twice as many (400 KB is DynamoDB's item limit; members are ids, emails).
+MEMBER_CAP = 50
+_EPOCH, _MILLISECOND, _MINUTE = (
+    datetime(1970, 1, 1, tzinfo=UTC),
+    timedelta(milliseconds=1),
+    timedelta(minutes=1),
+)
+# Events of one group count alike in the items of their family; each family's group holds only
+# what those items need, so groups stay few however varied the traffic (epoch minutes and hours).
+UserGroup = tuple[str, int, EventType, str, str, str | None]  # user, minute, type, method, endpoint, plan
+TotalGroup = tuple[int, EventType, str, str, str | None]  # minute, type, method, endpoint, reason
+AddressGroup = tuple[str, int, EventType, str | None]  # source IP, hour, type, reason
+KeyGroup = tuple[str, int, EventType, str | None]  # refused known key, hour, type, reason
+ResponseGroup = tuple[int, str, int, str]  # minute, endpoint, status class (2 for 2xx), latency bucket
+IntegrationGroup = tuple[int, str, str]  # minute, endpoint, integration latency bucket
 
 
 @dataclass(slots=True)
-class Counters:
-    calls: int = 0
-    auth_failures: int = 0
-    rate_limited: int = 0
-    # Only all-time items carry first/last seen; bucket items carry their bucket and expiry.
-    first_seen: datetime | None = None
+class ItemUpdate:
+    """What one flush adds to one item."""
+
+    adds: dict[str, int] = field(default_factory=dict)  # numeric ADD: counters, histogram buckets
+    sets: dict[str, str | int] = field(default_factory=dict)  # the same in every flush: bucket, expiry
+    first_seen: datetime | None = None  # all-time items only: min and max of the events' times
     last_seen: datetime | None = None
-    bucket: str | None = None
-    expires_at: int | None = None
+    members: dict[str, set[str]] = field(default_factory=dict)  # bounded string sets (sinks cap them)
+    active: bool = False  # a user's hour/day/month item: creating it counts an active user
 
-    def count(self, event_type: EventType) -> None:
-        if event_type is EventType.API_CALL:
-            self.calls += 1
-        elif event_type is EventType.API_AUTH_FAILED:
-            self.auth_failures += 1
-        else:
-            self.rate_limited += 1
+    def add(self, attribute: str, amount: int = 1) -> None:
+        self.adds[attribute] = self.adds.get(attribute, 0) + amount
 
-    def seen(self, at: datetime) -> None:
-        self.first_seen = at if self.first_seen is None else min(self.first_seen, at)
-        self.last_seen = at if self.last_seen is None else max(self.last_seen, at)
+    def seen(self, first: datetime, last: datetime) -> None:
+        self.first_seen = first if self.first_seen is None else min(self.first_seen, first)
+        self.last_seen = last if self.last_seen is None else max(self.last_seen, last)
+
+    def member(self, attribute: str, value: str) -> None:
+        self.members.setdefault(attribute, set()).add(value)
 
 
 @dataclass(slots=True)
 class Aggregate:
-    """Counters for every item touched by a set of events."""
+    """Events of one flush range: counted in groups per item family, kept as sent for the archive."""
 
-    items: dict[ItemKey, Counters] = field(default_factory=dict)
+    routes: Routes = field(default_factory=Routes)
+    users: dict[UserGroup, list[int]] = field(default_factory=dict)  # [events, first ms, last ms]
+    totals: dict[TotalGroup, int] = field(default_factory=dict)
+    addresses: dict[AddressGroup, int] = field(default_factory=dict)
+    seen_from: dict[tuple[str, int], tuple[set[str], set[str]]] = field(default_factory=dict)  # keys, users
+    keys: dict[KeyGroup, int] = field(default_factory=dict)
+    responses: dict[ResponseGroup, list[int]] = field(default_factory=dict)  # [responses, latency sum]
+    integrations: dict[IntegrationGroup, list[int]] = field(default_factory=dict)  # [count, latency sum]
+    pages: dict[PageKey, list[bytes]] = field(default_factory=dict)
     events: int = 0
+    _items: dict[ItemKey, ItemUpdate] | None = None
 
-    def add(self, event: UsageEvent) -> None:
-        at = event.timestamp.astimezone(UTC)
-        minute, hour = _buckets(int(at.timestamp()) // 60)
-        self.events += 1
+    def add(self, event: UsageEvent, data: bytes) -> None:
+        """Count one event; `data` is the event as it was sent (what the archive keeps)."""
+        millis = (event.timestamp - _EPOCH) // _MILLISECOND  # exact: floats can lose the last digit
+        minute = millis // 60_000
+        hour = minute // 60
+        kind, method = event.event_type, event.http_method or "-"
+        reason = None if kind is EventType.API_CALL else event.reason or "-"
+        endpoint = self.routes.endpoint(event.http_method, event.resource_path, event.path)
         if event.user_email is not None:
-            user = user_pk(email_key(event.user_email))
-            total = self._item(user, TOTAL)
-            total.count(event.event_type)
-            total.seen(at)
-            self._bucket(user, minute).count(event.event_type)
-            self._bucket(user, hour).count(event.event_type)
-        self._bucket(GLOBAL, minute).count(event.event_type)
-        self._bucket(GLOBAL, hour).count(event.event_type)
+            user = email_key(event.user_email)
+            _extend(self.users, (user, minute, kind, method, endpoint, event.plan), millis)
+            page = self.pages.setdefault((user_pk(user), hour), [])
+        else:
+            page = self.pages.setdefault((ip_pk(event.source_ip or "-"), hour), [])
+        page.append(data)
+        _count(self.totals, (minute, kind, method, endpoint, reason))
         if event.source_ip:
-            self._bucket(ip_pk(event.source_ip), hour).count(event.event_type)
+            _count(self.addresses, (event.source_ip, hour, kind, reason))
+            self._seen_from(event, hour)
+        if reason is not None and event.api_key_id:
+            _count(self.keys, (event.api_key_id, hour, kind, reason))
+        self.events += 1
+        self._items = None
 
-    def _item(self, pk: str, sk: str) -> Counters:
-        counters = self.items.get((pk, sk))
-        if counters is None:
-            counters = self.items[(pk, sk)] = Counters()
-        return counters
+    def add_response(self, event: ResponseEvent) -> None:
+        """Count one response of API Gateway's access logs in its endpoint's minute and hour."""
+        minute = (event.timestamp - _EPOCH) // _MINUTE
+        endpoint = self.routes.endpoint(event.http_method, event.resource_path, event.path)
+        latency = event.response_latency_ms
+        _sum(self.responses, (minute, endpoint, event.status // 100, bucket(latency)), latency)
+        if event.integration_latency_ms is not None:
+            integration = event.integration_latency_ms
+            _sum(self.integrations, (minute, endpoint, bucket(integration)), integration)
+        self.events += 1
+        self._items = None
 
-    def _bucket(self, pk: str, bucket: tuple[str, int]) -> Counters:
-        sk, expires_at = bucket
-        counters = self._item(pk, sk)
-        if counters.bucket is None:
-            counters.bucket, counters.expires_at = sk, expires_at
-        return counters
+    def _seen_from(self, event: UsageEvent, hour: int) -> None:
+        keys, users = self.seen_from.setdefault((event.source_ip or "-", hour), (set(), set()))
+        if event.api_key_id and len(keys) < MEMBER_CAP:  # a flush adds at most MEMBER_CAP (sinks)
+            keys.add(event.api_key_id)
+        if event.user_email and len(users) < MEMBER_CAP:
+            users.add(email_key(event.user_email))
+
+    @property
+    def items(self) -> dict[ItemKey, ItemUpdate]:
+        """The item updates of every event added so far (built once, when first asked for)."""
+        if self._items is None:
+            self._items = _Items().of(self)
+        return self._items
+
+
+class _Items:
+    """Groups of events into item updates: every rule of which event counts where is here."""
+
+    def __init__(self) -> None:
+        self.items: dict[ItemKey, ItemUpdate] = {}
+
+    def of(self, aggregate: Aggregate) -> dict[ItemKey, ItemUpdate]:
+        for group, (count, first, last) in aggregate.users.items():
+            self._user(group, count)
+            total = self._item(user_pk(group[0]), TOTAL)
+            total.seen(_utc(first), _utc(last))
+            if group[5]:
+                total.sets[PLAN] = group[5]
+        for (minute, kind, method, endpoint, reason), count in aggregate.totals.items():
+            buckets = _buckets(minute)
+            for sk in buckets:
+                self._bucket(GLOBAL, sk).add(COUNTER_OF[kind], count)
+            hourly = self._bucket(GLOBAL, buckets[1])
+            hourly.add(method_counter(method), count)
+            hourly.add(endpoint_counter(endpoint), count)
+            if reason is not None:
+                hourly.add(reason_counter(reason), count)
+        for (source_ip, hour, kind, reason), count in aggregate.addresses.items():
+            self._refusals(ip_pk(source_ip), hour, kind, reason, count)
+        for (source_ip, hour), (keys, users) in aggregate.seen_from.items():
+            address = self._bucket(ip_pk(source_ip), _hour_sk(hour))
+            address.members.update(
+                {name: seen for name, seen in ((KEYS_TRIED, keys), (USERS_SEEN, users)) if seen}
+            )
+        for (api_key_id, hour, kind, reason), count in aggregate.keys.items():
+            self._refusals(key_pk(api_key_id), hour, kind, reason, count)
+        for (minute, endpoint, status, latency), (count, summed) in aggregate.responses.items():
+            for sk in _buckets(minute)[:2]:
+                stats = self._bucket(endpoint_pk(endpoint), sk)
+                stats.add(RESPONSES, count)
+                stats.add(status_counter(status * 100), count)
+                stats.add(LATENCY_SUM, summed)
+                stats.add(LATENCY_BUCKET + latency, count)
+        for (minute, endpoint, latency), (count, summed) in aggregate.integrations.items():
+            for sk in _buckets(minute)[:2]:
+                stats = self._bucket(endpoint_pk(endpoint), sk)
+                stats.add(INTEGRATIONS, count)
+                stats.add(INTEGRATION_SUM, summed)
+                stats.add(INTEGRATION_BUCKET + latency, count)
+        return self.items
+
+    def _user(self, group: UserGroup, count: int) -> None:
+        user, minute, kind, method, endpoint, _ = group
+        pk, counter, buckets = user_pk(user), COUNTER_OF[kind], _buckets(minute)
+        self._item(pk, TOTAL).add(counter, count)
+        self._bucket(pk, buckets[0]).add(counter, count)
+        for sk in buckets[1:]:
+            item = self._bucket(pk, sk)
+            item.add(counter, count)
+            item.active = True
+        hourly = self._bucket(pk, buckets[1])
+        hourly.add(method_counter(method), count)
+        hourly.add(endpoint_counter(endpoint), count)
+
+    def _refusals(self, pk: str, hour: int, kind: EventType, reason: str | None, count: int) -> None:
+        item = self._bucket(pk, _hour_sk(hour))
+        item.add(COUNTER_OF[kind], count)
+        if reason is not None:
+            item.add(reason_counter(reason), count)
+
+    def _item(self, pk: str, sk: str) -> ItemUpdate:
+        update = self.items.get((pk, sk))
+        if update is None:
+            update = self.items[(pk, sk)] = ItemUpdate()
+        return update
+
+    def _bucket(self, pk: str, sk: str) -> ItemUpdate:
+        update = self.items.get((pk, sk))
+        if update is None:
+            update = self.items[(pk, sk)] = ItemUpdate(sets={BUCKET: sk, EXPIRES_AT: _expiry(sk)})
+        return update
+
+
+def _count(groups: dict[Any, int], group: Any) -> None:
+    groups[group] = groups.get(group, 0) + 1
+
+
+def _sum(groups: dict[Any, list[int]], group: Any, value: int) -> None:
+    """Count an event in its group and add its value to the group's sum."""
+    counted = groups.get(group)
+    if counted is None:
+        groups[group] = [1, value]
+    else:
+        counted[0] += 1
+        counted[1] += value
+
+
+def _extend(groups: dict[Any, list[int]], group: Any, millis: int) -> None:
+    """Count an event in its group and widen the group's first and last times."""
+    counted = groups.get(group)
+    if counted is None:
+        groups[group] = [1, millis, millis]
+        return
+    counted[0] += 1
+    if millis < counted[1]:
+        counted[1] = millis
+    elif millis > counted[2]:
+        counted[2] = millis
 
 
 @lru_cache(maxsize=4096)
-def _buckets(epoch_minute: int) -> tuple[tuple[str, int], tuple[str, int]]:
-    """The minute and hour buckets (sort key, expiry) of one minute; cached: events cluster in time."""
-    minute = datetime.fromtimestamp(epoch_minute * 60, UTC)
-    hour = minute.replace(minute=0)
-    return (
-        (minute_sk(minute), int((minute + BUCKET_RETENTION).timestamp())),
-        (hour_sk(hour), int((hour + BUCKET_RETENTION).timestamp())),
-    )
+def _buckets(epoch_minute: int) -> tuple[str, str, str, str]:
+    """The minute, hour, day and month sort keys of one minute; cached: events cluster in time."""
+    at = datetime.fromtimestamp(epoch_minute * 60, UTC)
+    return minute_sk(at), hour_sk(at), day_sk(at), month_sk(at)
+
+
+@lru_cache(maxsize=4096)
+def _hour_sk(epoch_hour: int) -> str:
+    return hour_sk(datetime.fromtimestamp(epoch_hour * 3600, UTC))
+
+
+@lru_cache(maxsize=4096)
+def _expiry(sk: str) -> int:
+    return expiry(sk)
+
+
+def _utc(millis: int) -> datetime:
+    return _EPOCH + millis * _MILLISECOND

@@ -102,10 +102,10 @@ def decode_event(data: bytes, now: datetime) -> UsageEvent:
     try:
         event = _decoder.decode(data)
     except msgspec.ValidationError as exc:
-        raise _classify(data, _without_values(str(exc))) from None
+        raise _classify(data, without_values(str(exc))) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         # msgspec reports bad UTF-8 inside a string as UnicodeDecodeError, not DecodeError.
-        raise InvalidEvent(Reason.NOT_JSON, _without_values(str(exc))) from None
+        raise InvalidEvent(Reason.NOT_JSON, without_values(str(exc))) from None
     except RecursionError:
         # msgspec recurses even to skip an unknown field: a 2 KiB `[[[[...` would stop the shard.
         raise InvalidEvent(Reason.TOO_DEEP, "nested deeper than the decoder can read") from None
@@ -121,7 +121,7 @@ def _iso(at: datetime) -> str:
     return at.isoformat(timespec="milliseconds")
 
 
-def _without_values(message: str) -> str:
+def without_values(message: str) -> str:
     """msgspec's message without the offending value, which may be anything (even a secret).
 
     msgspec words it `<what> - at `$.path``, naming the value only after "value" ("Invalid enum

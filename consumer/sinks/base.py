@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from consumer.core.flush import Batch, FlushRange
+from consumer.core.aggregate import ItemKey
+from consumer.core.flush import Batch, FlushRange, ItemResult
 
 
 class CounterSink(Protocol):
@@ -24,10 +25,12 @@ class CounterSink(Protocol):
         """
         ...
 
-    def write(self, batch: Batch) -> None:
-        """Record the batch's range, then apply its counters idempotently.
+    def write(self, batch: Batch) -> dict[ItemKey, ItemResult]:
+        """Record the batch's range, then write its items and pages idempotently.
 
-        Returns only when every item is durably written; raises `SinkUnavailable` otherwise, and
-        `Superseded`, before touching any counter, once another processor has claimed the shard.
+        Returns only when every item is durably written, with what each write returned (`ItemResult`:
+        applied now or found applied, and the item's new or current values); raises
+        `SinkUnavailable` otherwise, and `Superseded`, before touching any counter, once another
+        processor has claimed the shard.
         """
         ...

@@ -46,7 +46,8 @@ T = TypeVar("T")
 # Characters SQS refuses in a message body (orjson already escapes the control characters).
 _UNSAFE = re.compile("[\ud800-\udfff\ufffe\uffff]")
 
-RecordId = tuple[str, str, int]  # shard, sequence number, sub-sequence number
+RecordId = tuple[str, str, int, int | None]  # shard, sequence, sub-sequence, log event (or None)
+LogEvent = tuple[int, bytes]  # a bad log event of an access-log record: its index, its JSON
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +66,12 @@ class DeadLetter:
     data_truncated: bool
     stream: str
     application: str
+    log_event: int | None = None  # one log event of an access-log record: its index there
 
     @property
     def record_id(self) -> RecordId:
         """What identifies the record: two copies of one dead letter share it."""
-        return (self.shard_id, self.sequence_number, self.sub_sequence_number)
+        return (self.shard_id, self.sequence_number, self.sub_sequence_number, self.log_event)
 
     def to_message(self, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
         """The message body, at most `max_bytes`: the data is cut to a prefix if it must be."""
@@ -89,6 +91,8 @@ class DeadLetter:
             "dataBytes": self.data_bytes,
             "data": base64.b64encode(self.data).decode(),
         }
+        if self.log_event is not None:
+            document["logEvent"] = self.log_event
         whole = orjson.dumps(document)
         if len(whole) <= max_bytes:
             return whole
@@ -120,16 +124,23 @@ class DeadLetter:
                 data_truncated=bool(document.get("dataTruncated", False)),
                 stream=str(document.get("stream", "")),
                 application=str(document.get("application", "")),
+                log_event=None if document.get("logEvent") is None else int(document["logEvent"]),
             )
         except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
             raise ValueError(f"not a dead-letter document: {exc}") from exc
 
 
 def dead_letter(
-    shard_id: str, record: Any, error: InvalidEvent, *, stream: str, application: str
+    shard_id: str,
+    record: Any,
+    error: InvalidEvent,
+    *,
+    stream: str,
+    application: str,
+    log_event: LogEvent | None = None,
 ) -> DeadLetter:
-    """A dead letter from an amazon_kclpy `Record` and the decoder's error."""
-    data: bytes = record.binary_data
+    """A dead letter from an amazon_kclpy `Record` (or one log event of it) and the decoder's error."""
+    data: bytes = record.binary_data if log_event is None else log_event[1]
     arrived = datetime.fromtimestamp(int(record.timestamp_millis) / 1000, UTC)
     return DeadLetter(
         shard_id=shard_id,
@@ -144,6 +155,7 @@ def dead_letter(
         data_truncated=False,
         stream=stream,
         application=application,
+        log_event=None if log_event is None else log_event[0],
     )
 
 
@@ -214,8 +226,12 @@ class SqsDeadLetters:
     def pending(self) -> int:
         return len(self._pending)
 
-    def send(self, shard_id: str, record: Any, error: InvalidEvent) -> None:
-        letter = dead_letter(shard_id, record, error, stream=self._stream, application=self._application)
+    def send(
+        self, shard_id: str, record: Any, error: InvalidEvent, log_event: LogEvent | None = None
+    ) -> None:
+        letter = dead_letter(
+            shard_id, record, error, stream=self._stream, application=self._application, log_event=log_event
+        )
         self._pending.append(letter.to_message())
         # No data in logs: it may hold personal data. The queue has it.
         self._log.warning(
@@ -223,6 +239,7 @@ class SqsDeadLetters:
             shard=shard_id,
             sequence=letter.sequence_number,
             sub_sequence=letter.sub_sequence_number,
+            log_event=letter.log_event,
             reason=letter.reason,
             detail=letter.detail[:300],
             bytes=letter.data_bytes,

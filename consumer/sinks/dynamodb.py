@@ -1,8 +1,10 @@
-"""The analytics table's writer: the claim, the intent and the idempotent counter writes of a flush.
+"""The analytics table's writer: the claim, the intent and the idempotent item writes of a flush.
 
-Each item update is `ADD` on the counters, guarded by the item's watermark for the writing shard;
-consumer/EXACTLY_ONCE.md explains why that makes replays exact. DynamoDB cannot batch updates, so
-a flush fans its updates out over a small thread pool; botocore's standard retry mode handles
+Each item update `ADD`s its counters and `SET`s its attributes under the item's watermark for the
+writing shard; consumer/EXACTLY_ONCE.md explains why that makes replays exact. A flush writes in two
+phases: every item but the GLOBAL ones (and the archive pages), then the GLOBAL items with the
+active users the first phase created (`consumer.core.flush.second_phase`). DynamoDB cannot batch
+updates, so each phase fans out over a small thread pool; botocore's standard retry mode handles
 throttling and transient errors of each call.
 """
 
@@ -10,20 +12,30 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from consumer.aws import translated
-from consumer.core.aggregate import Counters, ItemKey
-from consumer.core.flush import Batch, FlushRange
+from consumer.core.aggregate import MEMBER_CAP, ItemKey, ItemUpdate
+from consumer.core.flush import Batch, FlushRange, ItemResult, Page, archive_pages, first_phase, second_phase
 from consumer.errors import SinkUnavailable, Superseded
 from consumer.faults import FaultPoints
 from contract.aws import aws_error_code
 from contract.events import format_timestamp
 from contract.retry import Retry
-from contract.table import BUCKET, EXPIRES_AT, intent_key, origin_key, watermark
+from contract.table import (
+    ACTIVE_SINCE,
+    EXPIRES_AT,
+    FIRST_SEEN,
+    LAST_SEEN,
+    intent_key,
+    origin_key,
+    watermark,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -31,6 +43,8 @@ if TYPE_CHECKING:
 # Concurrent writers of one TOTAL item may move its firstSeen/lastSeen between our tries; rare.
 _SEEN_ATTEMPTS = 4
 _REFUSED = "ConditionalCheckFailedException"
+FlushResult = dict[ItemKey, ItemResult]
+_deserialize = TypeDeserializer().deserialize
 
 
 class DynamoDBSink:
@@ -100,7 +114,7 @@ class DynamoDBSink:
 
         return self._retry.call(claim, on_retry=self._retrying)
 
-    def write(self, batch: Batch) -> None:
+    def write(self, batch: Batch) -> FlushResult:
         """Write the batch, retrying the whole (idempotent) write through outages for a bounded time.
 
         botocore already retries each call a few times (`consumer.aws.FLUSH_CONFIG`); this outer
@@ -109,30 +123,42 @@ class DynamoDBSink:
         attempt stops at its first failed update, so the whole write ends within `retry_for` plus a
         few calls' worst case (the intent, then an update queued behind a stuck one).
         """
-        self._retry.call(lambda: self._write_once(batch), on_retry=self._retrying)
+        applied: set[ItemKey] = set()  # by any attempt of this write: not a replay's skip
+        results = self._retry.call(lambda: self._write_once(batch, applied), on_retry=self._retrying)
+        return {key: ItemResult(key in applied, result.values) for key, result in results.items()}
 
     def _retrying(self, attempt: int, error: BaseException) -> None:
         if self._log is not None:
             self._log.warning("flush_retry", attempt=attempt, error=str(error)[:300])
 
-    def _write_once(self, batch: Batch) -> None:
+    def _write_once(self, batch: Batch, applied: set[ItemKey]) -> FlushResult:
         self._record_intent(batch.range)
-        futures = [
-            self._pool.submit(self._apply, key, counters, batch.range)
-            for key, counters in batch.aggregate.items.items()
-        ]
+        pages = [self._pool.submit(self._put_page, page) for page in archive_pages(batch)]
+        results = self._apply_all(first_phase(batch), batch.range, pages)
+        results |= self._apply_all(second_phase(batch, results), batch.range, [])
+        applied.update(key for key, result in results.items() if result.applied)
+        return results
+
+    def _apply_all(
+        self, updates: dict[ItemKey, ItemUpdate], flush_range: FlushRange, also: list[Future[None]]
+    ) -> FlushResult:
+        futures = {
+            self._pool.submit(self._apply, key, update, flush_range): key for key, update in updates.items()
+        }
         # Stop at the first failure: in an outage every queued update would wait out its own
         # timeouts, and the flush would blow far past `retry_for`. Updates still running are
         # left to finish; they belong to this same range, which the watermarks make idempotent.
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        everything: list[Future[Any]] = [*futures, *also]
+        done, pending = wait(everything, return_when=FIRST_EXCEPTION)
         for future in pending:
             future.cancel()
         errors = [exc for f in done if (exc := f.exception()) is not None]
         lasting = [error for error in errors if not isinstance(error, SinkUnavailable)]
         if lasting:
             raise lasting[0]  # misconfigured, or a bug: not worth riding out
-        if errors:
-            raise SinkUnavailable(f"{len(errors)} of {len(futures)} item updates failed: {errors[0]}")
+        if errors or pending:
+            raise SinkUnavailable(f"{len(errors)} of {len(done) + len(pending)} writes failed: {errors[:1]}")
+        return {key: future.result() for future, key in futures.items()}
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -159,26 +185,38 @@ class DynamoDBSink:
                     raise Superseded(f"{shard_id} was claimed by another record processor") from exc
                 raise
 
-    def _apply(self, key: ItemKey, counters: Counters, flush_range: FlushRange) -> None:
-        seen: dict[str, Any] | None = None  # firstSeen/lastSeen as read back after a refusal
+    def _apply(self, key: ItemKey, update: ItemUpdate, flush_range: FlushRange) -> ItemResult:
+        old: dict[str, Any] | None = None  # the item as a refused update read it back
         for _ in range(_SEEN_ATTEMPTS):
-            request = _counter_update(key, counters, flush_range, seen)
+            request = _item_update(key, update, flush_range, old)
             with translated(f"updating {key}"):
                 try:
-                    self._client.update_item(
-                        TableName=self._table, ReturnValuesOnConditionCheckFailure="ALL_OLD", **request
+                    reply = self._client.update_item(
+                        TableName=self._table,
+                        ReturnValues="UPDATED_NEW",
+                        ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                        **request,
                     )
                 except ClientError as exc:
                     if aws_error_code(exc) != _REFUSED:
                         raise
                     old = cast(dict[str, Any], exc.response.get("Item")) or self._read(key)
                     if _applied(old, flush_range):
-                        return  # this shard already applied this range to this item: a replay
-                    seen = old  # refused by firstSeen/lastSeen only: retry moving just what must move
-                    continue
+                        return ItemResult(False, _plain(old))  # this shard wrote this range here: a replay
+                    continue  # refused by firstSeen/lastSeen or a full set only: retry without those
             self._faults.hit("item-written")
-            return
+            return ItemResult(True, _plain(reply.get("Attributes", {})))
         raise SinkUnavailable(f"{key}: firstSeen/lastSeen kept changing under {_SEEN_ATTEMPTS} updates")
+
+    def _put_page(self, page: Page) -> None:
+        item: dict[str, Any] = {
+            "pk": {"S": page.pk},
+            "sk": {"S": page.sk},
+            "data": {"B": page.data},
+            EXPIRES_AT: {"N": str(page.expires_at)},
+        }
+        with translated("writing an archive page"):
+            self._client.put_item(TableName=self._table, Item=item)
 
     def _read(self, key: ItemKey) -> dict[str, Any]:
         """The item as it is now, for a store that returns nothing with a refused condition."""
@@ -188,49 +226,82 @@ class DynamoDBSink:
         return cast(dict[str, Any], reply.get("Item", {}))
 
 
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    """DynamoDB's attribute map as Python values, counters as ints."""
+    values = {name: _deserialize(value) for name, value in item.items()}
+    return {
+        name: int(v) if isinstance(v, Decimal) and v == v.to_integral_value() else v
+        for name, v in values.items()
+    }
+
+
 def _applied(item: dict[str, Any], flush_range: FlushRange) -> bool:
     applied_to = item.get(watermark(flush_range.shard_id), {}).get("S")
     return applied_to is not None and applied_to >= flush_range.end
 
 
-def _counter_update(
-    key: ItemKey, counters: Counters, flush_range: FlushRange, seen: dict[str, Any] | None = None
+class _Expression:
+    """An update's clauses, with a placeholder for every name and value."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+        self.adds: list[str] = []
+        self.sets: list[str] = []
+        self.conditions: list[str] = []
+
+    def name(self, attribute: str) -> str:
+        placeholder = f"#n{len(self.names)}"
+        self.names[placeholder] = attribute
+        return placeholder
+
+    def value(self, value: dict[str, Any]) -> str:
+        placeholder = f":v{len(self.values)}"
+        self.values[placeholder] = value
+        return placeholder
+
+    def request(self, key: ItemKey) -> dict[str, Any]:
+        clauses = [f"ADD {', '.join(self.adds)}"] if self.adds else []
+        return {
+            "Key": {"pk": {"S": key[0]}, "sk": {"S": key[1]}},
+            "UpdateExpression": " ".join([*clauses, f"SET {', '.join(self.sets)}"]),
+            "ConditionExpression": " AND ".join(self.conditions),
+            "ExpressionAttributeNames": self.names,
+            "ExpressionAttributeValues": self.values,
+        }
+
+
+def _item_update(
+    key: ItemKey, update: ItemUpdate, flush_range: FlushRange, old: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    sets = ["#w = :end"]
-    conditions = ["(attribute_not_exists(#w) OR #w < :end)"]
-    values: dict[str, Any] = {
-        ":end": {"S": flush_range.end},
-        ":calls": {"N": str(counters.calls)},
-        ":auth": {"N": str(counters.auth_failures)},
-        ":limited": {"N": str(counters.rate_limited)},
-    }
-    names = {"#w": watermark(flush_range.shard_id)}
-    if counters.bucket is not None and counters.expires_at is not None:
-        sets += ["#bucket = :bucket", "#ttl = :ttl"]
-        values[":bucket"] = {"S": counters.bucket}
-        values[":ttl"] = {"N": str(counters.expires_at)}
-        names |= {"#bucket": BUCKET, "#ttl": EXPIRES_AT}
-    if counters.first_seen is not None and counters.last_seen is not None:
-        seen_sets, seen_conditions, seen_values = _seen_bounds(
-            format_timestamp(counters.first_seen), format_timestamp(counters.last_seen), seen
-        )
-        sets += seen_sets
-        conditions += seen_conditions
-        values |= seen_values
-    return {
-        "Key": {"pk": {"S": key[0]}, "sk": {"S": key[1]}},
-        "UpdateExpression": "ADD calls :calls, authFailures :auth, rateLimited :limited SET "
-        + ", ".join(sets),
-        "ConditionExpression": " AND ".join(conditions),
-        "ExpressionAttributeNames": names,
-        "ExpressionAttributeValues": values,
-    }
+    """The UpdateItem of one item; `old`, the item read back after a refusal, moves only what must."""
+    e = _Expression()
+    mark, end = e.name(watermark(flush_range.shard_id)), e.value({"S": flush_range.end})
+    e.sets.append(f"{mark} = {end}")
+    e.conditions.append(f"(attribute_not_exists({mark}) OR {mark} < {end})")
+    e.adds += [f"{e.name(name)} {e.value({'N': str(amount)})}" for name, amount in update.adds.items()]
+    e.sets += [f"{e.name(name)} = {e.value(_typed(value))}" for name, value in update.sets.items()]
+    if update.active:
+        since = e.name(ACTIVE_SINCE)
+        e.sets.append(f"{since} = if_not_exists({since}, {e.value({'S': flush_range.marker})})")
+    for name, members in update.members.items():
+        if len((old or {}).get(name, {}).get("SS", ())) < MEMBER_CAP:  # full: these members stay out
+            attribute = e.name(name)
+            e.adds.append(f"{attribute} {e.value({'SS': sorted(members)[:MEMBER_CAP]})}")
+            e.conditions.append(f"(attribute_not_exists({attribute}) OR size({attribute}) < :cap)")
+            e.values[":cap"] = {"N": str(MEMBER_CAP)}
+    if update.first_seen is not None and update.last_seen is not None:
+        first, last = format_timestamp(update.first_seen), format_timestamp(update.last_seen)
+        _seen_bounds(e, first, last, old)
+    return e.request(key)
 
 
-def _seen_bounds(
-    first: str, last: str, seen: dict[str, Any] | None
-) -> tuple[list[str], list[str], dict[str, Any]]:
-    """SET clauses, conditions and values that only ever move firstSeen earlier and lastSeen later.
+def _typed(value: str | int) -> dict[str, str]:
+    return {"N": str(value)} if isinstance(value, int) else {"S": value}
+
+
+def _seen_bounds(e: _Expression, first: str, last: str, old: dict[str, Any] | None) -> None:
+    """SET clauses and conditions that only ever move firstSeen earlier and lastSeen later.
 
     A shard's events are not in timestamp order (many Lambda containers write to it), so a later
     flush may hold an earlier event. DynamoDB has no min/max: the first try assumes the usual case
@@ -238,23 +309,20 @@ def _seen_bounds(
     back says which bound must move, and the retry moves only that one. RFC 3339 strings of one
     format sort as times.
     """
-    first_value, last_value = {":first": {"S": first}}, {":last": {"S": last}}
-    if seen is None:
-        return (
-            ["firstSeen = if_not_exists(firstSeen, :first)", "lastSeen = :last"],
-            [
-                "(attribute_not_exists(firstSeen) OR firstSeen <= :first)",
-                "(attribute_not_exists(lastSeen) OR lastSeen <= :last)",
-            ],
-            first_value | last_value,
-        )
-    sets, conditions, values = [], [], dict[str, Any]()
-    if seen.get("firstSeen", {}).get("S", "~") > first:
-        sets.append("firstSeen = :first")
-        conditions.append("(attribute_not_exists(firstSeen) OR firstSeen > :first)")
-        values |= first_value
-    if seen.get("lastSeen", {}).get("S", "") < last:
-        sets.append("lastSeen = :last")
-        conditions.append("(attribute_not_exists(lastSeen) OR lastSeen < :last)")
-        values |= last_value
-    return sets, conditions, values
+    if old is None:
+        first_seen, last_seen = e.name(FIRST_SEEN), e.name(LAST_SEEN)
+        earliest, latest = e.value({"S": first}), e.value({"S": last})
+        e.sets += [f"{first_seen} = if_not_exists({first_seen}, {earliest})", f"{last_seen} = {latest}"]
+        e.conditions += [
+            f"(attribute_not_exists({first_seen}) OR {first_seen} <= {earliest})",
+            f"(attribute_not_exists({last_seen}) OR {last_seen} <= {latest})",
+        ]
+        return
+    if old.get(FIRST_SEEN, {}).get("S", "~") > first:
+        first_seen, earliest = e.name(FIRST_SEEN), e.value({"S": first})
+        e.sets.append(f"{first_seen} = {earliest}")
+        e.conditions.append(f"(attribute_not_exists({first_seen}) OR {first_seen} > {earliest})")
+    if old.get(LAST_SEEN, {}).get("S", "") < last:
+        last_seen, latest = e.name(LAST_SEEN), e.value({"S": last})
+        e.sets.append(f"{last_seen} = {latest}")
+        e.conditions.append(f"(attribute_not_exists({last_seen}) OR {last_seen} < {latest})")

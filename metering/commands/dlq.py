@@ -17,6 +17,7 @@ its origin (`redriveOrigin`), and the consumer counts one origin once (consumer/
 
 from __future__ import annotations
 
+import gzip
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from consumer import aws
+from consumer.core.access_logs import decode_log_record
 from consumer.core.events import InvalidEvent, decode_event, utc_now
 from consumer.errors import MeteringError
 from consumer.faults import FaultPoints
@@ -204,7 +206,7 @@ def render_list(received: Pass) -> Table:
     table = Table(title="dead letters (one row per record; replays can leave copies)")
     for column in ("arrived", "shard", "sequence", "reason", "detail", "copies"):
         table.add_column(column, overflow="fold")
-    records = sorted(received.records.values(), key=lambda r: (r.letter.arrived_at, r.letter.record_id))
+    records = sorted(received.records.values(), key=lambda r: (r.letter.arrived_at, str(r.letter.record_id)))
     for record in records:
         letter = record.letter
         sequence = letter.sequence_number
@@ -273,20 +275,35 @@ def redrive(
 
 
 def redriven_data(letter: DeadLetter, at: datetime) -> bytes:
-    """The record as it goes back: its event with `redriveOrigin`, the first place it was dead-lettered
-    from (a record re-driven before keeps its origin), so that the consumer counts it once however
-    many times it is put back. `StillBad` if the current decoder refuses it in that form.
+    """The record as it goes back, carrying `redriveOrigin`: the first place it was dead-lettered from
+    (a record re-driven before keeps its origin), so that the consumer counts it once however many
+    times it is put back. A usage event goes back with the field added; a log event goes back in an
+    envelope of its own, as CloudWatch Logs would send it. `StillBad` if the current decoder refuses
+    it in that form.
     """
     if letter.data_truncated:
         raise StillBad(letter.reason, f"only a prefix of the {letter.data_bytes} bytes was kept")
+    origin = origin_id(*letter.record_id)
     try:
+        if letter.log_event is not None:
+            return _log_envelope(letter.data, origin, at)
         decode_event(letter.data, at)
         document = msgspec.json.decode(letter.data)  # keeps every field as sent (wide integers too)
-        document.setdefault("redriveOrigin", origin_id(*letter.record_id))
+        document.setdefault("redriveOrigin", origin)
         data = msgspec.json.encode(document)
         decode_event(data, at)
     except InvalidEvent as error:
         raise StillBad(str(error.reason), error.detail) from None
+    return data
+
+
+def _log_envelope(log_event: bytes, origin: str, at: datetime) -> bytes:
+    """A one-event CloudWatch Logs envelope around a dead-lettered log event; still bad if it is."""
+    envelope = {"messageType": "DATA_MESSAGE", "logEvents": [msgspec.Raw(log_event)], "redriveOrigin": origin}
+    data = gzip.compress(msgspec.json.encode(envelope), mtime=0)
+    [(_, decoded)] = decode_log_record(data, at).events
+    if isinstance(decoded, InvalidEvent):
+        raise decoded
     return data
 
 

@@ -19,7 +19,7 @@ from consumer.errors import Misconfigured
 from consumer.processor import UsageRecordProcessor
 from consumer.sinks.dead_letters import DeadLetter, SqsDeadLetters, dead_letter, queue_url
 from consumer.sinks.memory import MemorySink
-from consumer.testing import ScriptedDaemon, event, kcl_record
+from consumer.testing import RecordingDeadLetters, ScriptedDaemon, event, kcl_record
 from contract.events import MAX_EVENT_BYTES
 from metering.commands import dlq
 
@@ -233,17 +233,6 @@ def test_base64_of_the_original_bytes_is_kept(aws: tuple[Any, Any, str]) -> None
     dead_letters.flush()
     body = sqs.receive_message(QueueUrl=url)["Messages"][0]["Body"]
     assert base64.b64decode(orjson.loads(body)["data"]) == b"\xff\xfe\x00\x01"
-
-
-class RecordingDeadLetters:
-    def __init__(self) -> None:
-        self.reasons: list[str] = []
-
-    def send(self, shard_id: str, record: Any, error: InvalidEvent) -> None:
-        self.reasons.append(str(error.reason))
-
-    def flush(self) -> None:
-        pass
 
 
 def test_bad_utf8_inside_a_string_is_dead_lettered_not_a_crash() -> None:

@@ -44,7 +44,8 @@ def _batch(start: int | None, end: int, at: datetime = NOW) -> Batch:
     aggregate = Aggregate()
     first = 0 if start is None else start
     for _ in range(end - first):
-        aggregate.add(decode_event(orjson.dumps(event(email="ada@example.com", at=at)), NOW))
+        data = orjson.dumps(event(email="ada@example.com", at=at))
+        aggregate.add(decode_event(data, NOW), data)
     start_key = None if start is None else Position(str(start)).key()
     return Batch(FlushRange(SHARD, start_key, Position(str(end)).key()), aggregate, end - first)
 
@@ -68,6 +69,9 @@ class _StalledTable:
             raise ClientError({"Error": {"Code": "InternalServerError"}}, "UpdateItem")
         self.release.wait(10)
         return self._client.update_item(**request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
 
 
 def test_a_write_attempt_ends_at_its_first_failed_update(dynamodb: Any) -> None:

@@ -99,7 +99,7 @@ def test_usage_shows_global_and_per_user_minutes(aws: ConsumerSettings) -> None:
     now = datetime.now(UTC).replace(second=30, microsecond=0)
     aggregate = Aggregate()
     for email in ["ada@example.com", "ada@example.com", "bob@example.com"]:
-        aggregate.add(decode_event(_event(email, now), now))
+        aggregate.add(decode_event(_event(email, now), now), _event(email, now))
     sink = DynamoDBSink(boto3.client("dynamodb"), aws.analytics_table, aws.application_name)
     sink.claim("shardId-0")
     sink.write(Batch(FlushRange("shardId-0", None, Position("5").key()), aggregate, 3))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,13 +15,21 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from consumer.core.events import InvalidEvent, Reason, decode_event
+from consumer.core.events import Reason, decode_event
 from consumer.core.flush import Batch
 from consumer.errors import Superseded
 from consumer.metrics import ProcessorMetrics
 from consumer.processor import LoggedDeadLetters, UsageRecordProcessor
 from consumer.sinks.memory import MemorySink, MemoryStore
-from consumer.testing import FakeClock, ScriptedDaemon, event
+from consumer.testing import (
+    FakeClock,
+    RecordingDeadLetters,
+    ScriptedDaemon,
+    access_log_line,
+    event,
+    log_envelope,
+    subscription_record,
+)
 
 SHARD = "shardId-000000000000"
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
@@ -146,7 +156,7 @@ def test_refused_checkpoint_stops_without_crashing() -> None:
 class ClaimedElsewhereSink(MemorySink):
     """Another processor claimed the shard since this one did (its lease was taken mid-flush)."""
 
-    def write(self, batch: Batch) -> None:
+    def write(self, batch: Batch) -> dict[Any, Any]:
         raise Superseded(f"{batch.range.shard_id} was claimed by another record processor")
 
 
@@ -167,8 +177,12 @@ def _ground_truth(records: list[tuple[int, bytes]]) -> MemorySink:
     return sink
 
 
-def _counts(sink: MemorySink) -> dict[tuple[str, str], tuple[int, int, int]]:
-    return {k: (v["calls"], v["authFailures"], v["rateLimited"]) for k, v in sink.items.items()}
+def _counts(sink: MemorySink) -> dict[tuple[str, str], dict[str, int]]:
+    """Every counter of every item (all but the bookkeeping: watermarks, markers, TTLs)."""
+    return {
+        key: {name: value for name, value in item.items() if isinstance(value, int) and name != "expiresAt"}
+        for key, item in sink.items.items()
+    }
 
 
 @settings(max_examples=60, deadline=None)
@@ -311,18 +325,6 @@ def test_redelivered_records_are_ignored_and_counted_in_a_metric(
     assert redelivered == deliveries - len(records)
 
 
-class RecordingDeadLetters:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, InvalidEvent]] = []
-        self.flushed = 0
-
-    def send(self, shard_id: str, record: Any, error: InvalidEvent) -> None:
-        self.sent.append((record.sequence_number, error))
-
-    def flush(self) -> None:
-        self.flushed += len(self.sent)
-
-
 def test_an_unexpected_decoder_error_dead_letters_the_record_and_the_shard_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -344,7 +346,7 @@ def test_an_unexpected_decoder_error_dead_letters_the_record_and_the_shard_goes_
     daemon.run(processor)
     assert daemon.checkpoints == [("5", 0)]
     assert sink.items[("USER#alice@example.com", "TOTAL")]["calls"] == 4
-    [(sequence, error)] = dead_letters.sent
+    [(sequence, _, error)] = dead_letters.sent
     assert (sequence, error.reason, error.detail) == ("3", Reason.DECODER_ERROR, "ZeroDivisionError")
     assert dead_letters.flushed == 1
     assert registry.get_sample_value("metering_records_rejected_total", {"reason": "DECODER_ERROR"}) == 1
@@ -373,3 +375,73 @@ def test_a_redriven_origin_counts_once_whatever_its_copies_and_replays() -> None
     assert bob["calls"] == 1
     assert store.items[("USER#alice@example.com", "TOTAL")]["calls"] == 3
     assert ignored == 1
+
+
+def _log_record(
+    *lines: dict[str, str] | str, at: datetime = datetime(2026, 11, 24, 17, 52, tzinfo=UTC)
+) -> bytes:
+    messages = [line if isinstance(line, str) else json.dumps(line) for line in lines]
+    return subscription_record(log_envelope(*messages))
+
+
+def test_access_log_records_count_their_responses_and_dead_letter_their_bad_lines() -> None:
+    """An envelope's good lines count in their endpoint's items; a bad line goes to the dead letters
+    alone; a control message counts nothing; a bomb is dead-lettered whole; usage events still count."""
+    sink, dead_letters = MemorySink(), RecordingDeadLetters()
+    log = structlog.get_logger("test")
+    processor = UsageRecordProcessor(sink, dead_letters, log, flush_interval=5.0, now=lambda: NOW)
+    bomb = gzip.compress(b" " * (64 * 1024 * 1024))
+    records = [
+        (1, _log_record(access_log_line(), access_log_line(status="503", responseLatency="900"), "not json")),
+        (2, subscription_record(log_envelope("CWL CONTROL MESSAGE", message_type="CONTROL_MESSAGE"))),
+        (3, bomb),
+        (4, orjson.dumps(event())),
+        (5, _log_record(access_log_line(httpMethod="POST", integrationLatency="-", status="401"))),
+    ]
+    ScriptedDaemon().initialize(SHARD).records(records).shutdown_requested().run(processor)
+    get = sink.items[("ENDPOINT#GET /items/{id}", "MINUTE#2026-11-24T17:52")]
+    assert (get["responses"], get["s2xx"], get["s5xx"], get["integrations"], get["latencySum"]) == (
+        2,
+        1,
+        1,
+        2,
+        941,
+    )
+    post = sink.items[("ENDPOINT#POST /items/{id}", "HOUR#2026-11-24T17")]
+    assert (post["responses"], post["s4xx"], post.get("integrations")) == (1, 1, None)
+    assert sink.items[("USER#alice@example.com", "TOTAL")]["calls"] == 1
+    assert [(sequence, index, error.reason.value) for sequence, index, error in dead_letters.sent] == [
+        ("1", 2, "LOG_EVENT_INVALID"),
+        ("3", None, "DECOMPRESSION_LIMIT"),
+    ]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 5), min_size=1, max_size=8),
+    crash_after_items=st.integers(0, 8),
+    replay_sizes=st.lists(st.integers(1, 5), min_size=1, max_size=8),
+)
+def test_responses_count_exactly_once_through_a_crash_mid_flush_and_a_replay(
+    sizes: list[int], crash_after_items: int, replay_sizes: list[int]
+) -> None:
+    """Access-log records ride the same flush protocol as usage events."""
+    records = [
+        (i + 1, _log_record(*(access_log_line(status=str(200 + i % 3 * 100)) for _ in range(i % 4 + 1))))
+        for i in range(12)
+    ]
+    truth, sink, clock = MemorySink(), MemorySink(fail_after_items=crash_after_items), FakeClock()
+    ScriptedDaemon().initialize(SHARD).records(records).shutdown_requested().run(_processor(truth))
+    daemon = ScriptedDaemon().initialize(SHARD)
+    for chunk in _chunks(records, sizes):
+        daemon.records(chunk)
+    with contextlib.suppress(SystemExit):
+        daemon.run(_processor(sink, clock, interval=0.0))
+    sink.fail_after_items = None
+    checkpoint = daemon.last_checkpoint or "TRIM_HORIZON"
+    replay = [r for r in records if checkpoint == "TRIM_HORIZON" or r[0] > int(checkpoint)]
+    daemon = ScriptedDaemon().initialize(SHARD, checkpoint)
+    for chunk in _chunks(replay, replay_sizes):
+        daemon.records(chunk)
+    daemon.shutdown_requested().run(_processor(sink, clock, interval=0.0))
+    assert _counts(sink) == _counts(truth)

@@ -19,7 +19,8 @@ import orjson
 import pytest
 from botocore.exceptions import ClientError
 
-from consumer.core.aggregate import Aggregate
+from consumer.core.aggregate import MEMBER_CAP, Aggregate
+from consumer.core.archive import unpack
 from consumer.core.events import decode_event
 from consumer.core.flush import Batch, FlushRange, Position
 from consumer.errors import SinkUnavailable, Superseded
@@ -27,7 +28,7 @@ from consumer.sinks.base import CounterSink
 from consumer.sinks.dynamodb import DynamoDBSink
 from consumer.sinks.memory import MemorySink, MemoryStore
 from consumer.testing import event
-from contract.table import analytics_table_spec, read_counters
+from contract.table import analytics_table_spec
 
 SHARD = "shardId-000000000000"
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -40,6 +41,7 @@ class Table:
 
     new_sink: Callable[..., CounterSink]  # fail_after_items=N: an attempt fails after N item updates
     item: Callable[[tuple[str, str]], dict[str, Any]]  # counters, firstSeen, lastSeen of an item
+    pages: Callable[[], dict[tuple[str, str], bytes]]  # every archive page
 
 
 def _memory() -> Table:
@@ -48,7 +50,11 @@ def _memory() -> Table:
     def item(key: tuple[str, str]) -> dict[str, Any]:
         return dict(store.items.get(key, {}))
 
-    return Table(lambda fail_after_items=None: MemorySink(store, fail_after_items=fail_after_items), item)
+    return Table(
+        lambda fail_after_items=None: MemorySink(store, fail_after_items=fail_after_items),
+        item,
+        lambda: store.pages,
+    )
 
 
 class _FailingAfter:
@@ -81,10 +87,18 @@ def _dynamodb() -> Table:
         found = client.get_item(
             TableName=name, Key={"pk": {"S": key[0]}, "sk": {"S": key[1]}}, ConsistentRead=True
         ).get("Item", {})
-        seen = {k: found[k]["S"] for k in ("firstSeen", "lastSeen") if k in found}
-        return (read_counters(found) | seen) if found else {}
+        values = {k: v.get("S", v.get("N", v.get("SS"))) for k, v in found.items()}
+        return {
+            k: int(v) if isinstance(v, str) and v.isdigit() and k != "sk" else v for k, v in values.items()
+        }
 
-    return Table(new_sink, item)
+    def pages() -> dict[tuple[str, str], bytes]:
+        items = client.scan(TableName=name, ConsistentRead=True)["Items"]
+        return {
+            (i["pk"]["S"], i["sk"]["S"]): i["data"]["B"] for i in items if i["pk"]["S"].startswith("ARCHIVE#")
+        }
+
+    return Table(new_sink, item, pages)
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
@@ -95,11 +109,15 @@ def table(request: pytest.FixtureRequest) -> Table:
     return _dynamodb()
 
 
-def _batch(start: int | None, end: int, at: datetime = NOW) -> Batch:
+def _batch(
+    start: int | None, end: int, at: datetime = NOW, emails: list[str] | None = None, **fields: Any
+) -> Batch:
     aggregate = Aggregate()
     first = 0 if start is None else start
-    for _ in range(end - first):
-        aggregate.add(decode_event(orjson.dumps(event(email="ada@example.com", ip="192.0.2.1", at=at)), NOW))
+    for n in range(end - first):
+        email = emails[n % len(emails)] if emails else "ada@example.com"
+        data = orjson.dumps(event(email=email, ip="192.0.2.1", at=at, **fields))
+        aggregate.add(decode_event(data, NOW + timedelta(hours=1)), data)
     start_key = None if start is None else Position(str(start)).key()
     return Batch(FlushRange(SHARD, start_key, Position(str(end)).key()), aggregate, end - first)
 
@@ -179,3 +197,67 @@ def test_the_first_record_to_claim_an_origin_counts_it_and_only_it(table: Table)
     assert not second.claim_origin(origin, "shardId-000000000002/00211.0", expires)  # another copy
     assert not first.claim_origin(origin, "shardId-000000000002/00211.0", expires)
     assert second.claim_origin("shardId-000000000000/43/0", "shardId-000000000002/00211.0", expires)
+
+
+HOUR, DAY, MONTH = ("GLOBAL", "HOUR#2026-11-25T12"), ("GLOBAL", "DAY#2026-11-25"), ("GLOBAL", "MONTH#2026-11")
+
+
+def test_active_users_count_each_user_once_per_bucket_whatever_the_replays(table: Table) -> None:
+    """GLOBAL hour/day/month `activeUsers` counts users with an item of the bucket: replays, and a
+    write that died half-way, change nothing."""
+    sink = table.new_sink()
+    sink.claim(SHARD)
+    sink.write(_batch(None, 4, emails=["a@x.io", "b@x.io"]))
+    sink.write(_batch(None, 4, emails=["a@x.io", "b@x.io"]))  # a replay
+    assert [table.item(key)["activeUsers"] for key in (HOUR, DAY, MONTH)] == [2, 2, 2]
+    dying = table.new_sink(fail_after_items=3)
+    dying.claim(SHARD)
+    with pytest.raises(SinkUnavailable):
+        dying.write(_batch(4, 9, emails=["a@x.io", "c@x.io", "d@x.io"]))
+    restarted = table.new_sink()
+    restarted.claim(SHARD)
+    restarted.write(_batch(4, 9, emails=["a@x.io", "c@x.io", "d@x.io"]))
+    later = datetime(2026, 11, 25, 13, tzinfo=UTC)
+    restarted.write(_batch(9, 10, at=later, emails=["a@x.io"]))
+    assert [table.item(key)["activeUsers"] for key in (HOUR, DAY, MONTH)] == [4, 4, 4]
+    assert table.item(("GLOBAL", "HOUR#2026-11-25T13"))["activeUsers"] == 1
+    assert table.item(("GLOBAL", "MINUTE#2026-11-25T12:00")).get("activeUsers") is None
+
+
+def test_the_written_items_new_values_come_back_and_a_replay_says_so(table: Table) -> None:
+    """What alerts and metrics read: each item's new counters, and whether this write applied them."""
+    sink = table.new_sink()
+    sink.claim(SHARD)
+    first = sink.write(_batch(None, 3))
+    assert first[TOTAL].applied and first[TOTAL].values["calls"] == 3
+    second = sink.write(_batch(3, 5))
+    assert second[("GLOBAL", "MINUTE#2026-11-25T12:00")].values["calls"] == 5
+    replayed = sink.write(_batch(3, 5))
+    assert not replayed[TOTAL].applied and replayed[TOTAL].values["calls"] == 5
+
+
+def test_a_bounded_set_stops_growing_and_the_counts_go_on(table: Table) -> None:
+    """The keys seen from one IP: at most twice the cap however many flushes add to it."""
+    sink = table.new_sink()
+    sink.claim(SHARD)
+    for n in range(4):
+        start = None if n == 0 else Position(str(n)).key()
+        batch = Batch(FlushRange(SHARD, start, Position(str(n + 1)).key()), Aggregate(), 60)
+        for k in range(60):
+            data = orjson.dumps(event("API_AUTH_FAILED", ip="192.0.2.1", apiKeyId=f"k{n:02d}{k:09d}", at=NOW))
+            batch.aggregate.add(decode_event(data, NOW + timedelta(hours=1)), data)
+        sink.write(batch)
+    ip = table.item(("IP#192.0.2.1", "HOUR#2026-11-25T12"))
+    assert ip["authFailures"] == 240
+    assert MEMBER_CAP <= len(ip["keysTried"]) < 2 * MEMBER_CAP
+
+
+def test_archive_pages_hold_each_event_once_whatever_the_replays(table: Table) -> None:
+    sink = table.new_sink()
+    sink.claim(SHARD)
+    batch = _batch(None, 3)
+    sink.write(batch)
+    sink.write(batch)
+    pages = table.pages()
+    assert list(pages) == [("ARCHIVE#USER#ada@example.com", f"2026-11-25T12#{SHARD}#{batch.range.end}#000")]
+    assert [e["eventType"] for e in unpack(next(iter(pages.values())))] == ["API_CALL"] * 3

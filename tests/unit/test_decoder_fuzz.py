@@ -58,7 +58,7 @@ def _total(data: bytes) -> None:
     except InvalidEvent as error:
         assert isinstance(error.reason, Reason)
         return
-    Aggregate().add(decoded)
+    Aggregate().add(decoded, data)
 
 
 @settings(max_examples=400, deadline=None)

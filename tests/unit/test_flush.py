@@ -41,7 +41,7 @@ def test_batches_are_contiguous_and_never_straddle_a_cut(
     unfinished = FlushRange("s", cuts[0], cuts[-1]) if cuts else None
     accumulator = ShardAccumulator.resume("s", checkpoint, unfinished)
     for i, key in enumerate(keys):
-        accumulator.add(Position.from_key(key), None)
+        accumulator.add(key, None)
         if i in seal_after:
             accumulator.seal()
     accumulator.seal()
@@ -73,17 +73,17 @@ def test_a_replay_is_not_flushed_in_parts() -> None:
     end = Position("9").key()
     accumulator = ShardAccumulator.resume("s", None, FlushRange("s", None, end))
     for sequence in ("3", "6"):
-        accumulator.add(Position(sequence), None)
+        accumulator.add(Position(sequence).key(), None)
         accumulator.seal()
     assert accumulator.take_sealed() == []
-    accumulator.add(Position("9"), None)
+    accumulator.add(Position("9").key(), None)
     assert [b.range for b in accumulator.take_sealed()] == [FlushRange("s", None, end)]
 
 
 def test_caught_up_drops_a_cut_no_record_will_reach() -> None:
     """At the shard's tip a cut still ahead belongs to another stream: flushing resumes."""
     accumulator = ShardAccumulator.resume("s", None, FlushRange("s", None, Position("10" * 30).key()))
-    accumulator.add(Position("3"), None)
+    accumulator.add(Position("3").key(), None)
     accumulator.caught_up()
     accumulator.seal()
     assert [b.records for b in accumulator.take_sealed()] == [1]
