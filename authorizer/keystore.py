@@ -15,9 +15,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from authorizer.errors import KeyNotFound, KeyStoreUnavailable
 from authorizer.keys import generate_key, hash_key
-from authorizer.plans import get_plan
 from contract.aws import aws_error_code
 from contract.events import canonical_email, format_epoch
+from contract.plans import get_plan
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -29,6 +29,7 @@ FIRST_SEEN, LAST_SEEN = "firstSeen", "lastSeen"
 PLAN = "plan"  # on a user's TOTAL item: the plan of the key it last called with
 ACTIVE_USERS = "activeUsers"  # on GLOBAL hour, day and month items: users with an item of that bucket
 ACTIVE_SINCE = "activeSince"  # on a user's hour, day and month items: the flush that created it
+KEYS_TRIED, USERS_SEEN = "keysTried", "usersSeen"  # on IP hour items: the known keys and users seen from it
 BUCKET_RETENTION = timedelta(days=7)  # minute and hour items
 DAY_RETENTION = timedelta(days=400)
 MONTH_RETENTION = timedelta(days=25 * 31)

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from importlib import import_module
 from types import FrameType
 
 from consumer.errors import MeteringError
@@ -71,12 +72,6 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=None)
     simulate.set_defaults(handler=_simulate)
 
-    usage = commands.add_parser("usage", help="per-user and global counts per minute")
-    usage.add_argument("--user", help="one user's email")
-    usage.add_argument("--last", default="15m", help="window, e.g. 15m, 2h")
-    usage.add_argument("--watch", type=float, default=0, help="refresh every N seconds")
-    usage.set_defaults(handler=_usage)
-
     demo = commands.add_parser("demo", help="the whole pipeline locally: emulator, consumer, traffic, usage")
     demo.add_argument("--port", type=int, default=4566)
     demo.add_argument("--rate", type=float, default=50.0)
@@ -106,7 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--timeout", type=float, default=0, help="give up after N seconds (0: never)")
     replay.set_defaults(handler=_replay)
 
-    _add_keys_commands(commands)
+    for module in ("keys", "billing", "analytics", "cost"):  # commands that register their own parsers
+        import_module(f"metering.commands.{module}").add_parser(commands)
     return parser
 
 
@@ -142,13 +138,6 @@ def _simulate(args: argparse.Namespace, settings: ConsumerSettings) -> int:
     return 0
 
 
-def _usage(args: argparse.Namespace, settings: ConsumerSettings) -> int:
-    from metering.commands.usage import show_usage
-
-    show_usage(settings, user=args.user, last=args.last, watch=args.watch)
-    return 0
-
-
 def _demo(args: argparse.Namespace, settings: ConsumerSettings) -> int:
     from metering.commands.demo import run_demo
 
@@ -178,12 +167,6 @@ def _replay(args: argparse.Namespace, settings: ConsumerSettings) -> int:
     )
     print(summary.describe())
     return 0
-
-
-def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from metering.commands.keys import add_keys_parser
-
-    add_keys_parser(commands)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Buckets come from the event's own timestamp in UTC, so a replay lands in the same items as the
 original run. A usage event adds to:
-- its user's all-time (TOTAL), minute, hour (with its method and endpoint), day and month items;
+- its user's all-time (TOTAL), minute, hour (with its method and endpoint), day and month items
+  (all-time and month items also hold the first and last times seen and the plan);
 - the GLOBAL minute, hour (methods, endpoints, refusals by reason), day and month items;
 - its source IP's hour item (refusals by reason, the keys and users seen from it);
 - its key's hour item, when a known key was refused (a revoked key still in use shows up);
@@ -38,11 +39,13 @@ from contract.table import (
     INTEGRATION_BUCKET,
     INTEGRATION_SUM,
     INTEGRATIONS,
+    KEYS_TRIED,
     LATENCY_BUCKET,
     LATENCY_SUM,
     PLAN,
     RESPONSES,
     TOTAL,
+    USERS_SEEN,
     day_sk,
     endpoint_counter,
     endpoint_pk,
@@ -60,7 +63,6 @@ from contract.table import (
 
 ItemKey = tuple[str, str]  # (pk, sk)
 PageKey = tuple[str, int]  # the caller's item pk (`USER#..` or `IP#..`), epoch hour
-KEYS_TRIED, USERS_SEEN = "keysTried", "usersSeen"  # bounded string sets on IP hour items
 # A bounded string set takes at most this many members per flush, and none once it holds this
 # many: it never holds twice as many (400 KB is DynamoDB's item limit; members are ids, emails).
 MEMBER_CAP = 50
@@ -175,13 +177,26 @@ class _Items:
         self.items: dict[ItemKey, ItemUpdate] = {}
 
     def of(self, aggregate: Aggregate) -> dict[ItemKey, ItemUpdate]:
-        for group, (count, first, last) in aggregate.users.items():
+        self._users(aggregate.users)
+        self._totals(aggregate.totals)
+        self._addresses(aggregate.addresses, aggregate.seen_from)
+        for (api_key_id, hour, kind, reason), count in aggregate.keys.items():
+            self._refusals(key_pk(api_key_id), hour, kind, reason, count)
+        self._endpoints(aggregate.responses, aggregate.integrations)
+        return self.items
+
+    def _users(self, groups: dict[UserGroup, list[int]]) -> None:
+        for group, (count, first, last) in groups.items():
             self._user(group, count)
-            total = self._item(user_pk(group[0]), TOTAL)
-            total.seen(_utc(first), _utc(last))
-            if group[5]:
-                total.sets[PLAN] = group[5]
-        for (minute, kind, method, endpoint, reason), count in aggregate.totals.items():
+            # All time, and the month (what an invoice shows): first and last seen, the plan.
+            pk = user_pk(group[0])
+            for billed in (self._item(pk, TOTAL), self._bucket(pk, _buckets(group[1])[3])):
+                billed.seen(_utc(first), _utc(last))
+                if group[5]:
+                    billed.sets[PLAN] = group[5]
+
+    def _totals(self, groups: dict[TotalGroup, int]) -> None:
+        for (minute, kind, method, endpoint, reason), count in groups.items():
             buckets = _buckets(minute)
             for sk in buckets:
                 self._bucket(GLOBAL, sk).add(COUNTER_OF[kind], count)
@@ -190,29 +205,34 @@ class _Items:
             hourly.add(endpoint_counter(endpoint), count)
             if reason is not None:
                 hourly.add(reason_counter(reason), count)
-        for (source_ip, hour, kind, reason), count in aggregate.addresses.items():
+
+    def _addresses(
+        self, groups: dict[AddressGroup, int], seen_from: dict[tuple[str, int], tuple[set[str], set[str]]]
+    ) -> None:
+        for (source_ip, hour, kind, reason), count in groups.items():
             self._refusals(ip_pk(source_ip), hour, kind, reason, count)
-        for (source_ip, hour), (keys, users) in aggregate.seen_from.items():
+        for (source_ip, hour), (keys, users) in seen_from.items():
             address = self._bucket(ip_pk(source_ip), _hour_sk(hour))
             address.members.update(
                 {name: seen for name, seen in ((KEYS_TRIED, keys), (USERS_SEEN, users)) if seen}
             )
-        for (api_key_id, hour, kind, reason), count in aggregate.keys.items():
-            self._refusals(key_pk(api_key_id), hour, kind, reason, count)
-        for (minute, endpoint, status, latency), (count, summed) in aggregate.responses.items():
+
+    def _endpoints(
+        self, responses: dict[ResponseGroup, list[int]], integrations: dict[IntegrationGroup, list[int]]
+    ) -> None:
+        for (minute, endpoint, status, latency), (count, summed) in responses.items():
             for sk in _buckets(minute)[:2]:
                 stats = self._bucket(endpoint_pk(endpoint), sk)
                 stats.add(RESPONSES, count)
                 stats.add(status_counter(status * 100), count)
                 stats.add(LATENCY_SUM, summed)
                 stats.add(LATENCY_BUCKET + latency, count)
-        for (minute, endpoint, latency), (count, summed) in aggregate.integrations.items():
+        for (minute, endpoint, latency), (count, summed) in integrations.items():
             for sk in _buckets(minute)[:2]:
                 stats = self._bucket(endpoint_pk(endpoint), sk)
                 stats.add(INTEGRATIONS, count)
                 stats.add(INTEGRATION_SUM, summed)
                 stats.add(INTEGRATION_BUCKET + latency, count)
-        return self.items
 
     def _user(self, group: UserGroup, count: int) -> None:
         user, minute, kind, method, endpoint, _ = group

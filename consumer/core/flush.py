@@ -72,7 +72,7 @@ class Batch:
 @dataclass(frozen=True, slots=True)
 class ItemResult:
     """One item after a flush wrote it: `applied` by this flush, or found written already (a replay);
-    `values` are the attributes the write returned (counters as ints), new or current."""
+    `values` are the whole item the write returned (counters as ints), new or current."""
 
     applied: bool
     values: dict[str, Any]

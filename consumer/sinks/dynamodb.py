@@ -193,7 +193,7 @@ class DynamoDBSink:
                 try:
                     reply = self._client.update_item(
                         TableName=self._table,
-                        ReturnValues="UPDATED_NEW",
+                        ReturnValues="ALL_NEW",  # the whole item, at no extra cost: what alerts read
                         ReturnValuesOnConditionCheckFailure="ALL_OLD",
                         **request,
                     )

@@ -3,7 +3,7 @@
 One `MemoryStore` plays the table; each `MemorySink` on it plays one record processor's sink, with
 its own claims: a sink whose claim was superseded by a newer one is refused (`Superseded`) before
 any counter moves, as the DynamoDB sink is. It writes the same two phases, returns what DynamoDB
-returns (the updated attributes, or the whole item when a replay finds it written) and bounds
+returns (the whole item, new or as a replay finds it written) and bounds
 string sets the same way. tests/functional/test_sink_contract.py runs the same cases against both.
 """
 
@@ -77,17 +77,13 @@ class MemorySink:
         for name, amount in update.adds.items():
             item[name] = item.get(name, 0) + amount
         item.update(update.sets)
-        updated = {mark, *update.adds, *update.sets}
         if update.active:
             item.setdefault(ACTIVE_SINCE, flush_range.marker)
-            updated.add(ACTIVE_SINCE)
         for name, members in update.members.items():
             if len(item.get(name, ())) < MEMBER_CAP:
                 item[name] = item.get(name, set()) | set(sorted(members)[:MEMBER_CAP])
-                updated.add(name)
         if update.first_seen and update.last_seen:
             first, last = format_timestamp(update.first_seen), format_timestamp(update.last_seen)
             item[FIRST_SEEN] = min(item.get(FIRST_SEEN, first), first)
             item[LAST_SEEN] = max(item.get(LAST_SEEN, last), last)
-            updated |= {FIRST_SEEN, LAST_SEEN}
-        return ItemResult(True, {name: item[name] for name in updated})
+        return ItemResult(True, dict(item))

@@ -14,13 +14,13 @@ from rich.table import Table
 
 from authorizer.errors import KeyNotFound, KeyStoreUnavailable
 from authorizer.keystore import create_key, list_keys, revoke_key
-from authorizer.plans import DEFAULT_PLAN, PLANS
 from consumer import aws
 from consumer.settings import ConsumerSettings
+from contract.plans import DEFAULT_PLAN, PLANS
 from metering.errors import CommandError, usage_error
 
 
-def add_keys_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     keys = subparsers.add_parser("keys", help="manage API keys")
     actions = keys.add_subparsers(dest="keys_action", required=True)
     create = actions.add_parser("create", help="create a key and print its secret once")

@@ -368,8 +368,15 @@ def _table_totals(dynamodb: Any, table: str) -> tuple[int, int]:
     for page in dynamodb.get_paginator("scan").paginate(
         TableName=table,
         Select="COUNT",
-        FilterExpression="begins_with(pk, :user) OR begins_with(pk, :ip) OR pk = :global",
-        ExpressionAttributeValues={":user": {"S": "USER#"}, ":ip": {"S": "IP#"}, ":global": {"S": "GLOBAL"}},
+        FilterExpression=" OR ".join(
+            ["pk = :global", "begins_with(pk, :user)", "begins_with(pk, :ip)", "begins_with(pk, :key)"]
+        ),
+        ExpressionAttributeValues={
+            ":user": {"S": "USER#"},
+            ":ip": {"S": "IP#"},
+            ":key": {"S": "KEY#"},
+            ":global": {"S": "GLOBAL"},
+        },
         ConsistentRead=True,
     ):
         items += page["Count"]

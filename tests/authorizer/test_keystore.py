@@ -7,8 +7,8 @@ import pytest
 from authorizer.errors import KeyNotFound, KeyStoreUnavailable
 from authorizer.keys import hash_key
 from authorizer.keystore import create_key, get_key, list_keys, revoke_key
-from authorizer.plans import PLANS, get_plan
 from consumer.testing import FakeClock
+from contract.plans import PLANS, get_plan
 from tests.authorizer.conftest import KEYS_TABLE, Aws, new_key
 
 

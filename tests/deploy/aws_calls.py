@@ -1,10 +1,10 @@
 """Which AWS operations a runtime can reach, read from its code rather than listed by hand.
 
-A static call graph over the runtime's packages, from its entry points: a function reaches the
-functions it names (called or passed on, resolved by name within those packages; a class named
-reaches all its methods; an over-approximation) and the botocore operations it names on any
-object (`.update_item(`, `get_paginator("list_shards")`, `get_waiter("table_exists")`).
-Operations become IAM actions.
+A static call graph over the modules the runtime's entry points import (transitively, within its
+packages): a function reaches the functions it names (called or passed on, resolved by name within
+those modules; a class named reaches all its methods; an over-approximation) and the botocore
+operations it names on any object (`.update_item(`, `get_paginator("list_shards")`,
+`get_waiter("table_exists")`). Operations become IAM actions.
 """
 
 from __future__ import annotations
@@ -33,12 +33,23 @@ class CallGraph:
     by_name: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # short name -> keys
 
     @classmethod
-    def of(cls, packages: list[str]) -> CallGraph:
-        graph = cls()
-        for package in packages:
-            for path in sorted((ROOT / package).rglob("*.py")):
-                module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
-                graph._index(module, ast.parse(path.read_text()))
+    def of(cls, packages: list[str], entry_modules: list[str]) -> CallGraph:
+        """The functions of the modules `entry_modules` import, transitively, within `packages`."""
+        trees = {
+            ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): ast.parse(
+                path.read_text()
+            )
+            for package in packages
+            for path in sorted((ROOT / package).rglob("*.py"))
+        }
+        graph, todo, seen = cls(), list(entry_modules), set()
+        while todo:
+            module = todo.pop()
+            if module in seen or module not in trees:
+                continue
+            seen.add(module)
+            graph._index(module, trees[module])
+            todo += _imported(trees[module], trees)
         return graph
 
     def _index(self, module: str, tree: ast.Module) -> None:
@@ -75,6 +86,22 @@ class CallGraph:
         return names
 
 
+def _imported(tree: ast.Module, modules: dict[str, ast.Module]) -> list[str]:
+    """The modules of ours a module imports (`from a.b import c` may name module a.b.c)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.append(node.module)
+            found += [
+                f"{node.module}.{alias.name}"
+                for alias in node.names
+                if f"{node.module}.{alias.name}" in modules
+            ]
+    return found
+
+
 def _mentioned(node: ast.AST) -> str | None:
     if isinstance(node, ast.Attribute):
         return node.attr
@@ -94,7 +121,8 @@ def _mentioned(node: ast.AST) -> str | None:
 
 def iam_actions(packages: list[str], entries: list[str], services: list[str]) -> set[str]:
     """The IAM actions the code reachable from `entries` may call, on `services` (boto3 names)."""
-    names = CallGraph.of(packages).reachable_names(entries)
+    graph = CallGraph.of(packages, sorted({entry.partition(":")[0] for entry in entries}))
+    names = graph.reachable_names(entries)
     session = botocore.session.get_session()
     actions: dict[str, set[str]] = defaultdict(set)  # snake name -> actions of every service having it
     for service in services:

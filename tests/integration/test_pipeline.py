@@ -41,17 +41,39 @@ def make_events(count: int, seed: int) -> list[dict[str, Any]]:
 
 
 def expected_items(events: list[dict[str, Any]]) -> dict[tuple[str, str], Counter[str]]:
-    """Ground truth for every contract item, computed independently of the consumer's code."""
+    """Ground truth for every counter of every contract item (README "Analytics table"), computed
+    from the events alone, independently of the consumer's code."""
     items: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    active: dict[tuple[str, str], set[str]] = defaultdict(set)
     for e in events:
-        minute, hour = f"MINUTE#{e['timestamp'][:16]}", f"HOUR#{e['timestamp'][:13]}"
-        keys = [("GLOBAL", minute), ("GLOBAL", hour), (f"IP#{e['sourceIp']}", hour)]
+        stamp, field, refused = e["timestamp"], FIELD[e["eventType"]], e["eventType"] != "API_CALL"
+        minute, hour = f"MINUTE#{stamp[:16]}", f"HOUR#{stamp[:13]}"
+        day, month = f"DAY#{stamp[:10]}", f"MONTH#{stamp[:7]}"
+        method, endpoint = f"m_{e['httpMethod']}", f"e_{e['httpMethod']} {e['resourcePath']}"
+        reason = f"r_{e['reason'] or '-'}"
+        keys = [("GLOBAL", sk) for sk in (minute, hour, day, month)] + [(f"IP#{e['sourceIp']}", hour)]
+        items[("GLOBAL", hour)].update([method, endpoint] + ([reason] if refused else []))
+        if refused:
+            items[(f"IP#{e['sourceIp']}", hour)][reason] += 1
+        if refused and e["apiKeyId"]:
+            keys.append((f"KEY#{e['apiKeyId']}", hour))
+            items[(f"KEY#{e['apiKeyId']}", hour)][reason] += 1
         if e["userEmail"]:
             user = f"USER#{e['userEmail']}"
-            keys += [(user, "TOTAL"), (user, minute), (user, hour)]
+            keys += [(user, sk) for sk in ("TOTAL", minute, hour, day, month)]
+            items[(user, hour)].update([method, endpoint])
+            for sk in (hour, day, month):
+                active[("GLOBAL", sk)].add(user)
         for key in keys:
-            items[key][FIELD[e["eventType"]]] += 1
+            items[key][field] += 1
+    for key, users in active.items():
+        items[key]["activeUsers"] = len(users)
     return items
+
+
+def _counters(item: dict[str, Any]) -> dict[str, int]:
+    """The counters of an item as DynamoDB returns it: every number but the bookkeeping (`expiresAt`)."""
+    return {name: int(value["N"]) for name, value in item.items() if "N" in value and name != "expiresAt"}
 
 
 def put_events(stack: Stack, events: list[dict[str, Any]], per_second: float | None = None) -> None:
@@ -69,7 +91,7 @@ def actual_items(stack: Stack) -> dict[tuple[str, str], dict[str, Any]]:
     return {
         (i["pk"]["S"], i["sk"]["S"]): i
         for i in stack.table_items()
-        if i["pk"]["S"] == "GLOBAL" or i["pk"]["S"].startswith(("USER#", "IP#"))
+        if i["pk"]["S"] == "GLOBAL" or i["pk"]["S"].startswith(("USER#", "IP#", "KEY#"))
     }
 
 
@@ -93,8 +115,7 @@ def _differences(events: list[dict[str, Any]], actual: dict[tuple[str, str], dic
     problems = [f"missing {key}" for key in expected.keys() - actual.keys()]
     problems += [f"unexpected {key}" for key in actual.keys() - expected.keys()]
     for key in expected.keys() & actual.keys():
-        got = {name: int(actual[key].get(name, {}).get("N", "0")) for name in FIELD.values()}
-        want = {name: expected[key][name] for name in FIELD.values()}
+        got, want = _counters(actual[key]), {name: count for name, count in expected[key].items() if count}
         if got != want:
             problems.append(f"{key}: got {got}, want {want}")
     for key, want_seen in expected_seen(events).items():

@@ -106,7 +106,7 @@ def test_replay_of_a_window_into_a_fresh_table_equals_the_live_table(stack: Stac
         counted = {
             k: counters(v)
             for k, v in replayed.items()
-            if k[0] == "GLOBAL" or k[0].startswith(("USER#", "IP#"))
+            if k[0] == "GLOBAL" or k[0].startswith(("USER#", "IP#", "KEY#"))
         }
         want = {k: {name: c[name] for name in FIELD.values()} for k, c in expected_items(inside).items()}
         assert counted == want

@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 
-from consumer.core.aggregate import KEYS_TRIED, USERS_SEEN, Aggregate
+from consumer.core.aggregate import Aggregate
 from consumer.core.archive import pack, unpack
 from consumer.core.events import decode_event
 from consumer.core.routes import Routes
 from consumer.testing import event
-from contract.table import expiry
+from contract.table import KEYS_TRIED, USERS_SEEN, expiry
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 ALICE = "USER#alice@example.com"
