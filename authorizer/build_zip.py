@@ -1,18 +1,23 @@
 """Build the Lambda deployment zip: `python -m authorizer.build_zip [--out dist/authorizer.zip]`.
 
-This package and `contract` go in: boto3 comes with the Lambda Python runtime, and nothing else is
-imported (import-linter checks it). Entries get a fixed timestamp, so the same sources give a
-byte-identical zip.
+This package and `contract` go in, with the pure-Python libraries the Lambda runtime lacks, copied
+from this environment's installation (sources and licences): Powertools, for the EMF metrics, and
+its `typing_extensions`. boto3, botocore and jmespath come with the Lambda Python runtime, and
+nothing else is imported (import-linter checks it). Entries are sorted and get a fixed timestamp,
+so the same sources and library versions give a byte-identical zip.
 """
 
 from __future__ import annotations
 
 import argparse
 import zipfile
+from collections.abc import Iterator
+from importlib.metadata import distribution
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("authorizer", "contract")
+VENDORED = ("aws-lambda-powertools", "typing-extensions")  # distribution names
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 
 
@@ -20,12 +25,23 @@ def build(out: Path) -> int:
     """Write the zip and return its size in bytes."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        sources = sorted(source for package in PACKAGES for source in (ROOT / package).rglob("*.py"))
-        for source in sources:
-            entry = zipfile.ZipInfo(str(source.relative_to(ROOT)), FIXED_TIME)
+        for name, source in sorted(_entries()):
+            entry = zipfile.ZipInfo(name, FIXED_TIME)
             entry.external_attr = 0o644 << 16
             archive.writestr(entry, source.read_bytes(), compress_type=zipfile.ZIP_DEFLATED)
     return out.stat().st_size
+
+
+def _entries() -> Iterator[tuple[str, Path]]:
+    """(name in the zip, file) for our packages' modules and the vendored libraries' files."""
+    for package in PACKAGES:
+        for source in (ROOT / package).rglob("*.py"):
+            yield str(source.relative_to(ROOT)), source
+    for name in VENDORED:
+        dist = distribution(name)
+        for file in dist.files or ():
+            if (file.suffix == ".py" and "__pycache__" not in file.parts) or "licenses" in file.parts:
+                yield file.as_posix(), Path(str(dist.locate_file(file)))
 
 
 def main(argv: list[str] | None = None) -> None:

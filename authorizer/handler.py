@@ -3,6 +3,7 @@
 REST API answers follow API Gateway's protocol: an Allow policy; a Deny policy when rate limited
 (the ACCESS_DENIED gateway response turns it into 429); `Unauthorized` raised for key failures (401);
 any other error raised for a key-store outage (500). HTTP API v2 gets the simple response for all.
+Each invocation prints its metrics as CloudWatch EMF on stdout (`authorizer.metrics.EmfMetrics`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from authorizer.clients import dynamodb_client
 from authorizer.decision import Outcome
 from authorizer.errors import KeyStoreUnavailable, Unauthorized
+from authorizer.metrics import EmfMetrics
 from authorizer.producer import ProducerStats
 from authorizer.request import ApiFormat, parse_request
 from authorizer.service import Authorizer
@@ -26,7 +28,10 @@ _instance: Authorizer | None = None  # Lambda reuses the container: build client
 def get_authorizer() -> Authorizer:
     global _instance  # noqa: PLW0603 - the one per-container instance Lambda's reuse model asks for
     if _instance is None:
-        authorizer = Authorizer(AuthorizerSettings.from_env(os.environ), dynamodb=dynamodb_client())
+        settings = AuthorizerSettings.from_env(os.environ)
+        authorizer = Authorizer(
+            settings, dynamodb=dynamodb_client(), metrics=EmfMetrics(settings.environment)
+        )
         authorizer.check_configuration()  # a misconfiguration stops the cold start, loudly
         _instance = authorizer
     return _instance

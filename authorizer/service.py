@@ -20,7 +20,14 @@ from authorizer.errors import KeyStoreUnavailable, RateLimitMisconfigured, RateL
 from authorizer.events import build_event
 from authorizer.keys import hashes_match, parse_key
 from authorizer.keystore import LAST_USED_RESOLUTION_SECONDS, KeyRecord, get_key, touch_last_used
-from authorizer.metrics import RATE_LIMIT_FAIL_OPEN, Metrics, Tally
+from authorizer.metrics import (
+    DECISIONS,
+    HANDLER_LATENCY,
+    RATE_LIMIT_FAIL_OPEN,
+    Metrics,
+    ProducerDeltas,
+    Tally,
+)
 from authorizer.policy import build_response
 from authorizer.producer import KinesisProducer, NullProducer, Producer, ProducerStats
 from authorizer.ratelimit import Limits, RateLimiter, user_identity
@@ -56,6 +63,7 @@ class Authorizer:
         *,
         producer: Producer | None = None,
         metrics: Metrics | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self._dynamodb = dynamodb
@@ -68,6 +76,8 @@ class Authorizer:
         self._touched: TtlCache[bool] = TtlCache(KEY_CACHE_SIZE, LAST_USED_RESOLUTION_SECONDS, clock)
         self._limiter = RateLimiter(dynamodb, settings.rate_limit_table, clock)
         self.metrics = metrics or Tally()
+        self._monotonic = monotonic  # handler latency: immune to wall-clock steps
+        self._producer_deltas = ProducerDeltas()
         self._emit_failures = 0
         self._fail_opens = 0
 
@@ -83,6 +93,7 @@ class Authorizer:
         return self.authorize(parse_request(event))[1]
 
     def authorize(self, request: Request) -> tuple[Decision, dict[str, Any]]:
+        started = self._monotonic()
         decision = self.decide(request)
         self._emit(decision, request)
         if not decision.allowed:
@@ -93,7 +104,9 @@ class Authorizer:
                 decision.caller.key_id if decision.caller else None,
                 request.request_id,
             )
-        return decision, build_response(decision, request)
+        response = build_response(decision, request)
+        self._measure(decision.outcome, started)
+        return decision, response
 
     def producer_stats(self) -> ProducerStats:
         """The producer's counters; events lost to an exception on the way in count as failed."""
@@ -186,6 +199,17 @@ class Authorizer:
             self._emit_failures += 1
             # the type only: an exception's message may quote the event or the request behind it
             logger.warning("usage event not emitted: error=%s", type(exc).__name__)
+
+    def _measure(self, outcome: Outcome, started: float) -> None:
+        """One flush per request; whatever fails here costs the metrics, never the answer."""
+        try:
+            self.metrics.add(DECISIONS, dimensions=(outcome,))
+            self.metrics.add(HANDLER_LATENCY, (self._monotonic() - started) * 1000)
+            for metric, count in self._producer_deltas.since_last(self.producer_stats()).items():
+                self.metrics.add(metric, count)
+            self.metrics.flush()
+        except Exception as exc:
+            logger.warning("metrics not published: error=%s", type(exc).__name__)
 
 
 def _request_problem(request: Request) -> Reason | None:

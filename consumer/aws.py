@@ -26,8 +26,9 @@ _CONFIG = Config(
 )
 
 
-# A flush's counter updates: each call gives up within ~25 s (3 attempts of 2 s connect + 5 s read,
-# plus backoff), so a flush's outage ride-out (`WRITE_RETRY_SECONDS`) stays the bound that counts.
+# A flush's counter updates (and the metrics publisher's calls): each call gives up within ~25 s
+# (3 attempts of 2 s connect + 5 s read, plus backoff), so a flush's outage ride-out
+# (`WRITE_RETRY_SECONDS`) stays the bound that counts.
 FLUSH_CONFIG = _CONFIG.merge(
     Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
 )

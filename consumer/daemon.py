@@ -198,7 +198,12 @@ def _serve_metrics(
     if not settings.metrics_port:
         return None
     try:
-        return metrics.serve(settings.metrics_port, multiproc_dir, lambda: daemon.poll() is None)
+        return metrics.serve(
+            settings.metrics_port,
+            multiproc_dir,
+            lambda: daemon.poll() is None,
+            stall_seconds=settings.health_stall_seconds,
+        )
     except OSError as exc:
         raise ConfigError(f"METRICS_PORT={settings.metrics_port} cannot be served: {exc}") from exc
 

@@ -4,18 +4,20 @@
 (`record-added`, `item-written` in a record processor; `redrive-put` in `metering dlq redrive`,
 between its PutRecords and its deletes):
 `kill-group` kills the whole consumer (CLI, JVM and every record processor) with SIGKILL, as a
-host failure would; `kill-self` kills only this record-processor child. Production never sets it.
+host failure would; `kill-self` kills only this record-processor child; `stall=<seconds>` holds it
+there that long, as a hung call would (what /healthz must notice). Production never sets it.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 from dataclasses import dataclass
 
 from contract.environment import ConfigError
 
-ACTIONS = ("kill-group", "kill-self")
+ACTIONS = ("kill-group", "kill-self", "stall")
 
 
 @dataclass
@@ -23,6 +25,7 @@ class FaultPoints:
     point: str | None = None
     after: int = 0
     action: str = "kill-group"
+    stall_seconds: float = 0.0
     _hits: int = 0
 
     @classmethod
@@ -32,17 +35,24 @@ class FaultPoints:
         try:
             target, action = spec.split(":")
             point, after = target.split("@")
-            if action not in ACTIONS:
+            action, _, seconds = action.partition("=")
+            if action not in ACTIONS or bool(seconds) != (action == "stall"):
                 raise ValueError(action)
-            return cls(point, int(after), action)
+            return cls(point, int(after), action, float(seconds or 0))
         except ValueError as exc:
-            raise ConfigError(f"METERING_FAULT={spec!r} is invalid: use <point>@<n>:<action>") from exc
+            raise ConfigError(
+                f"METERING_FAULT={spec!r} is invalid: use <point>@<n>:<action>, the action one of"
+                " kill-group, kill-self, stall=<seconds>"
+            ) from exc
 
     def hit(self, point: str) -> None:
         if point != self.point:
             return
         self._hits += 1
         if self._hits == self.after:
+            if self.action == "stall":
+                time.sleep(self.stall_seconds)
+                return
             if self.action == "kill-group":
                 os.killpg(os.getpgid(0), signal.SIGKILL)
             os.kill(os.getpid(), signal.SIGKILL)

@@ -3,27 +3,36 @@
 Each shard's processor is its own child process of the JVM, so metrics use prometheus-client's
 multiprocess mode: `metering consume` gives the daemon (and so every child) a fresh
 `PROMETHEUS_MULTIPROC_DIR`, children write their samples there, and `/metrics` merges the files.
-`/healthz` answers 200 while the KCL daemon runs, 503 once it has stopped.
+`/healthz` and `/readyz` judge the consumer from the same samples (`serve`).
 """
 
 from __future__ import annotations
 
+import os
+import platform
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import orjson
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
+    Info,
     generate_latest,
 )
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+UNFLUSHED_SINCE = "metering_unflushed_since_timestamp_seconds"
+LEASES_HELD = "metering_leases_held"
 
 
 class ProcessorMetrics:
@@ -73,23 +82,149 @@ class ProcessorMetrics:
             registry=registry,
             multiprocess_mode="mostrecent",
         )
+        # Live gauges: a child that died drops out (`serve` forgets dead children before each scrape).
+        self.leases_held = Gauge(
+            "metering_leases_held",
+            "1 while a live record processor holds the shard's lease",
+            ["shard"],
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
+        self.pending_records = Gauge(
+            "metering_pending_records",
+            "Records read and aggregated in memory, not yet durably flushed",
+            ["shard"],
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
+        self.unflushed_since = Gauge(
+            UNFLUSHED_SINCE,
+            "When the oldest record still waiting for a durable flush was read (0: none waits)",
+            ["shard"],
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
+        self.dead_letters_sent = Counter(
+            "metering_dead_letters_sent",
+            "Records or log events durably written to the dead-letter queue, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.decoder_errors = Counter(
+            "metering_decoder_errors",
+            "Records our decoder failed on (a bug of ours: dead-lettered as DECODER_ERROR)",
+            registry=registry,
+        )
+        self.flush_retries = Counter(
+            "metering_flush_retries", "Flush attempts that failed and were tried again", registry=registry
+        )
+        self.flush_failures = Counter(
+            "metering_flush_failures",
+            "Flushes given up after WRITE_RETRY_SECONDS: the processor exits, its records are replayed",
+            registry=registry,
+        )
+        self.event_lag = Histogram(
+            "metering_event_lag_seconds",
+            "From an event's timestamp to its durable flush",
+            buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600),
+            registry=registry,
+        )
+        self.processor_starts = Counter(
+            "metering_record_processor_starts",
+            "Record processors the KCL daemon started (one per shard lease, again after a crash)",
+            registry=registry,
+        )
+        self.alerts_fired = Counter(
+            "metering_alerts_fired",
+            "Alert episodes this consumer opened, by rule",
+            ["rule"],
+            registry=registry,
+        )
+        self.metrics_dropped = Counter(
+            "metering_cloudwatch_samples_dropped",
+            "CloudWatch samples dropped because the publisher's queue was full",
+            registry=registry,
+        )
 
 
-def serve(port: int, multiproc_dir: Path, daemon_alive: Callable[[], bool]) -> ThreadingHTTPServer:
-    """Serve /metrics and /healthz on 0.0.0.0:`port` from a background thread."""
+@dataclass(frozen=True, slots=True)
+class Health:
+    daemon_alive: bool
+    leases_held: int
+    stalled: tuple[str, ...]  # shards whose records wait unflushed longer than the threshold
+
+    @property
+    def healthy(self) -> bool:
+        return self.daemon_alive and not self.stalled
+
+    @property
+    def ready(self) -> bool:
+        return self.daemon_alive and self.leases_held > 0
+
+    def body(self) -> bytes:
+        status = "daemon stopped" if not self.daemon_alive else "stalled" if self.stalled else "ok"
+        return orjson.dumps(
+            {"status": status, "leases_held": self.leases_held, "stalled": list(self.stalled)}
+        )
+
+
+def health(registry: CollectorRegistry, daemon_alive: bool, now: float, stall_seconds: float) -> Health:
+    """Judge the consumer from what its live record processors last wrote (pure over the registry)."""
+    stalled, leases = [], 0
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name == UNFLUSHED_SINCE and sample.value and now - sample.value > stall_seconds:
+                stalled.append(sample.labels["shard"])
+            elif sample.name == LEASES_HELD:
+                leases += int(sample.value)
+    return Health(daemon_alive, leases, tuple(sorted(stalled)))
+
+
+def forget_dead_children(multiproc_dir: Path) -> None:
+    """Drop the live gauges of record processors that have exited (killed ones never say so)."""
+    for path in multiproc_dir.glob("gauge_live*_*.db"):
+        pid = int(path.stem.rpartition("_")[2])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            mark_process_dead(pid, str(multiproc_dir))  # type: ignore[no-untyped-call]
+        except PermissionError:
+            pass  # alive, another user's
+
+
+def serve(
+    port: int,
+    multiproc_dir: Path,
+    daemon_alive: Callable[[], bool],
+    *,
+    stall_seconds: float,
+    clock: Callable[[], float] = time.time,
+) -> ThreadingHTTPServer:
+    """Serve /metrics, /healthz and /readyz on 0.0.0.0:`port` from a background thread.
+
+    /healthz: 200 while the daemon runs and no held shard has records waiting unflushed for more than
+    `stall_seconds`; 503 otherwise (ECS replaces the task; compose shows the container unhealthy).
+    /readyz: 200 once the daemon holds at least one lease.
+    """
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(multiproc_dir))  # type: ignore[no-untyped-call]
     up = Gauge("metering_daemon_up", "1 while the KCL MultiLangDaemon runs", registry=registry)
     up.set_function(lambda: 1.0 if daemon_alive() else 0.0)
+    Info("metering_build", "Versions of this consumer", registry=registry).info(_versions())
+
+    def current() -> Health:
+        forget_dead_children(multiproc_dir)
+        return health(registry, daemon_alive(), clock(), stall_seconds)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/metrics":
+                forget_dead_children(multiproc_dir)
                 self._answer(200, generate_latest(registry), CONTENT_TYPE_LATEST)
-            elif self.path == "/healthz":
-                alive = daemon_alive()
-                body = b'{"status":"ok"}' if alive else b'{"status":"daemon stopped"}'
-                self._answer(200 if alive else 503, body, "application/json")
+            elif self.path in ("/healthz", "/readyz"):
+                state = current()
+                good = state.healthy if self.path == "/healthz" else state.ready
+                self._answer(200 if good else 503, state.body(), "application/json")
             else:
                 self._answer(404, b"not found\n", "text/plain")
 
@@ -106,3 +241,17 @@ def serve(port: int, multiproc_dir: Path, daemon_alive: Callable[[], bool]) -> T
     server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     return server
+
+
+def _versions() -> dict[str, str]:
+    def of(distribution: str) -> str:
+        try:
+            return version(distribution)
+        except PackageNotFoundError:
+            return "unknown"
+
+    return {
+        "version": of("complical-usage-metering"),
+        "kcl": of("kclpy-ext"),
+        "python": platform.python_version(),
+    }

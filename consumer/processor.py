@@ -26,11 +26,14 @@ from amazon_kclpy.checkpoint_error import CheckpointError
 from amazon_kclpy.v3.processor import RecordProcessorBase
 from prometheus_client import CollectorRegistry
 
+from consumer.cloudwatch import NoPublisher, Publisher
 from consumer.core.access_logs import ResponseEvent, decode_log_record, is_gzip
 from consumer.core.events import MAX_EVENT_AGE, InvalidEvent, Reason, UsageEvent, decode_event, utc_now
-from consumer.core.flush import Batch, Position, ShardAccumulator, position_key
+from consumer.core.flush import Batch, ItemResult, Position, ShardAccumulator, position_key
+from consumer.core.measures import Sample, flush_samples
+from consumer.core.routes import Routes
 from consumer.core.window import CountingWindow
-from consumer.errors import Superseded
+from consumer.errors import SinkUnavailable, Superseded
 from consumer.faults import FaultPoints
 from consumer.metrics import ProcessorMetrics
 from consumer.sinks.base import CounterSink
@@ -96,6 +99,16 @@ class ShardProgress(Protocol):
         ...
 
 
+class Alerts(Protocol):
+    def observe(self, items: dict[tuple[str, str], dict[str, Any]]) -> None:
+        """Open or extend the alert episodes the items of a durable flush breach."""
+        ...
+
+    def sweep(self) -> None:
+        """Resolve episodes whose windows passed; send notifications a crash left unsent."""
+        ...
+
+
 class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
     def __init__(
         self,
@@ -111,9 +124,19 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
         window: CountingWindow | None = None,
         progress: ShardProgress | None = None,
         metrics: ProcessorMetrics | None = None,
+        cloudwatch: Publisher | None = None,
+        alerts: Alerts | None = None,
+        alert_sweep_interval: float = 10.0,
+        routes: Routes | None = None,
     ) -> None:
         self._faults = faults or FaultPoints()
         self._metrics = metrics or ProcessorMetrics(CollectorRegistry())
+        self._cloudwatch = cloudwatch or NoPublisher()
+        self._alerts = alerts
+        self._routes = routes or Routes()
+        self._alert_sweep_interval = alert_sweep_interval
+        self._last_sweep = monotonic()
+        self._unsent: Counter[str] = Counter()  # dead letters taken since the last DLQ flush, by reason
         self._sink = sink
         self._dead_letters = dead_letters
         self._log = log
@@ -129,6 +152,7 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
         self._reported_tip = False
         self._shard_id = ""
         self._accumulator: ShardAccumulator | None = None
+        self._unflushed_since: float | None = None  # wall clock: when the oldest unflushed record came
         self._last_flush = monotonic()
 
     def initialize(self, initialize_input: Any) -> None:
@@ -139,8 +163,10 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
                 initialize_input.sequence_number, initialize_input.sub_sequence_number
             )
             unfinished = self._sink.claim(self._shard_id)
-            self._accumulator = ShardAccumulator.resume(self._shard_id, checkpoint, unfinished)
+            self._accumulator = ShardAccumulator.resume(self._shard_id, checkpoint, unfinished, self._routes)
             self._last_flush = self._monotonic()
+            self._metrics.leases_held.labels(self._shard_id).set(1)
+            self._metrics.unflushed_since.labels(self._shard_id).set(0)
             self._log.info(
                 "shard_initialized", checkpoint=checkpoint, replay_cuts=self._accumulator.cut_points
             )
@@ -151,8 +177,7 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
             if accumulator is None:
                 return  # lease lost or claimed by another processor: the new owner replays these
             now = self._now()
-            self._metrics.records.labels(self._shard_id).inc(len(process_records_input.records))
-            self._metrics.millis_behind.labels(self._shard_id).set(process_records_input.millis_behind_latest)
+            self._read(process_records_input, now)
             counted: Counter[str] = Counter()  # metrics once per batch: they are IPC-backed
             redelivered: list[str] = []
             for record in process_records_input.records:
@@ -194,13 +219,15 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
             if at_tip and self._progress is not None and self._accumulator is not None:
                 self._progress.caught_up(self._shard_id)
                 self._reported_tip = True
+            self._report_pending()
+            self._sweep_alerts()
 
     def lease_lost(self, lease_lost_input: Any) -> None:
         with self._guarded("lease_lost"):
             # No checkpointer: whoever takes the lease replays from our last checkpoint.
             pending = self._accumulator.pending_records if self._accumulator else 0
             self._log.warning("lease_lost", dropped_unflushed_records=pending)
-            self._accumulator = None
+            self._let_go()
 
     def shard_ended(self, shard_ended_input: Any) -> None:
         with self._guarded("shard_ended"):
@@ -211,11 +238,13 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
             # At shard end the checkpoint takes no position: it marks the shard finished.
             if self._checkpoint(shard_ended_input.checkpointer, None) and self._progress is not None:
                 self._progress.ended(self._shard_id)
+            self._let_go()
             self._log.info("shard_ended")
 
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
         with self._guarded("shutdown_requested"):
             self._flush_all(shutdown_requested_input.checkpointer)
+            self._let_go()
             self._log.info("shutdown_flushed")
 
     def _counts_here(self, origin: str | None, key: str, at: datetime) -> bool:
@@ -277,7 +306,10 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
 
     def _reject(self, record: Any, error: InvalidEvent, log_event: tuple[int, bytes] | None = None) -> None:
         self._metrics.rejected.labels(error.reason.value).inc()
+        if error.reason is Reason.DECODER_ERROR:
+            self._metrics.decoder_errors.inc()
         self._dead_letters.send(self._shard_id, record, error, log_event)
+        self._unsent[error.reason.value] += 1
 
     def _flush_all(self, checkpointer: Checkpointer, *, at_end: bool = False) -> None:
         if self._accumulator is not None:
@@ -291,20 +323,25 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
         accumulator = self._require_accumulator()
         sealed = accumulator.take_sealed()
         if sealed:
-            self._dead_letters.flush()
+            self._flush_dead_letters()
         for batch in sealed:
             started = self._monotonic()
             try:
-                self._sink.write(batch)
+                results = self._sink.write(batch)
             except Superseded:
                 self._log.warning("superseded", dropped_unflushed_records=accumulator.pending_records)
-                self._accumulator = None
+                self._let_go()
                 break
+            except SinkUnavailable:
+                self._metrics.flush_failures.inc()
+                self._cloudwatch.put([Sample("FlushFailures", 1, self._now())])
+                raise
             if not self._checkpoint(checkpointer, batch):
                 break
             self._metrics.flush_seconds.observe(self._monotonic() - started)
             self._metrics.checkpoints.labels(self._shard_id).inc()
             self._metrics.last_flush.labels(self._shard_id).set_to_current_time()
+            self._observe(batch, results)
             self._log.debug(
                 "flushed",
                 records=batch.records,
@@ -331,9 +368,61 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
             self._checkpoint_retry.call(checkpoint)
         except _LeaseGone as gone:
             self._log.warning("checkpoint_refused", error=str(gone))
-            self._accumulator = None
+            self._let_go()
             return False
         return True
+
+    def _read(self, polled: Any, now: datetime) -> None:
+        records, behind = len(polled.records), polled.millis_behind_latest
+        self._metrics.records.labels(self._shard_id).inc(records)
+        self._metrics.millis_behind.labels(self._shard_id).set(behind)
+        self._cloudwatch.put([Sample("RecordsProcessed", records, now), Sample("IteratorAge", behind, now)])
+        if records and self._unflushed_since is None:
+            self._unflushed_since = time.time()
+            # Told now, not after the flush: a flush that hangs must show (/healthz).
+            self._metrics.unflushed_since.labels(self._shard_id).set(self._unflushed_since)
+
+    def _flush_dead_letters(self) -> None:
+        """Make the dead letters durable (before any checkpoint passes their records), then count them."""
+        self._dead_letters.flush()
+        now = self._now()
+        for reason, count in self._unsent.items():
+            self._metrics.dead_letters_sent.labels(reason).inc(count)
+        self._cloudwatch.put(Sample("DeadLetters", n, now, (("Reason", r),)) for r, n in self._unsent.items())
+        self._unsent.clear()
+
+    def _observe(self, batch: Batch, results: dict[tuple[str, str], ItemResult]) -> None:
+        """What a durable flush tells the metrics and the alerts (all after its checkpoint)."""
+        flushed_at = self._now()
+        samples = flush_samples(batch, results, flushed_at)
+        self._cloudwatch.put(samples)
+        for sample in samples:
+            if sample.metric == "ProcessingLatency":
+                for _ in range(sample.count):
+                    self._metrics.event_lag.observe(sample.value / 1000)
+        if self._alerts is not None:
+            self._alerts.observe({key: result.values for key, result in results.items()})
+
+    def _report_pending(self) -> None:
+        """What /healthz judges: since when records wait unflushed (0: none), and how many."""
+        pending = self._accumulator.pending_records if self._accumulator is not None else 0
+        if not pending:
+            self._unflushed_since = None
+        self._metrics.pending_records.labels(self._shard_id).set(pending)
+        self._metrics.unflushed_since.labels(self._shard_id).set(self._unflushed_since or 0)
+
+    def _sweep_alerts(self) -> None:
+        if self._alerts is not None and self._monotonic() - self._last_sweep >= self._alert_sweep_interval:
+            self._last_sweep = self._monotonic()
+            self._alerts.sweep()
+
+    def _let_go(self) -> None:
+        """This processor no longer owns the shard (lease lost or moved, superseded, ended, shut down)."""
+        self._accumulator = None
+        self._unflushed_since = None
+        self._metrics.leases_held.labels(self._shard_id).set(0)
+        self._metrics.pending_records.labels(self._shard_id).set(0)
+        self._metrics.unflushed_since.labels(self._shard_id).set(0)
 
     def _require_accumulator(self) -> ShardAccumulator:
         if self._accumulator is None:

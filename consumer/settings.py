@@ -10,14 +10,18 @@ the daemon it starts (see `metering.commands.replay`); the live consumer leaves 
 
 from __future__ import annotations
 
+import json
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from consumer.cloudwatch import MODES
+from consumer.core.alerts import AlertRules
+from consumer.core.routes import Routes
 from consumer.core.window import CountingWindow
-from contract.environment import ConfigError, Reader, between, resource_name, shared_names
+from contract.environment import ConfigError, Reader, between, boolean, resource_name, shared_names
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -38,6 +42,12 @@ class ConsumerSettings:
     write_retry_seconds: float
     log_level: str
     metrics_port: int
+    cloudwatch_metrics: str  # api, emf or off (consumer.cloudwatch)
+    metrics_publish_seconds: float
+    health_stall_seconds: float
+    alerts_topic_name: str | None  # None: no alerts
+    alert_rules: AlertRules
+    routes: Routes  # route templates behind a greedy resource (`/{proxy+}`): ROUTE_TEMPLATES
     counting_window: CountingWindow | None = None  # None: count every event
     progress_dir: Path | None = None  # where shards report "read up to the tip" (replay only)
 
@@ -46,7 +56,7 @@ class ConsumerSettings:
         read = Reader(env)
         names = shared_names(read)
         environment = names["environment"]
-        return cls(
+        settings = cls(
             **names,
             region=read("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1"), resource_name),
             analytics_table=read(
@@ -63,9 +73,57 @@ class ConsumerSettings:
             write_retry_seconds=read("WRITE_RETRY_SECONDS", "60", between(1, 600, " seconds")),
             log_level=read("LOG_LEVEL", "INFO", _log_level),
             metrics_port=read("METRICS_PORT", "9400", _port),
+            cloudwatch_metrics=read("CLOUDWATCH_METRICS", "api", _one_of(MODES)),
+            metrics_publish_seconds=read("METRICS_PUBLISH_SECONDS", "30", between(5, 300, " seconds")),
+            health_stall_seconds=read("HEALTH_STALL_SECONDS", "180", between(30, 3600, " seconds")),
+            alerts_topic_name=(
+                read("ALERTS_TOPIC_NAME", f"complical-usage-alerts-{environment}", resource_name)
+                if read("ALERTS_ENABLED", "true", boolean)
+                else None
+            ),
+            alert_rules=read("ALERT_RULES_FILE", "-", _alert_rules),
+            routes=read("ROUTE_TEMPLATES", "", _routes),
             counting_window=_counting_window(env),
             progress_dir=Path(env["REPLAY_PROGRESS_DIR"]) if env.get("REPLAY_PROGRESS_DIR") else None,
         )
+        _stall_after_ride_out(settings)
+        return settings
+
+
+def _stall_after_ride_out(settings: ConsumerSettings) -> None:
+    """A flush riding out an outage is slow, not stalled: /healthz must wait longer than that."""
+    least = settings.write_retry_seconds + settings.flush_interval_seconds
+    if settings.health_stall_seconds <= least:
+        raise ConfigError(
+            f"HEALTH_STALL_SECONDS={settings.health_stall_seconds:g} is invalid: must exceed"
+            f" WRITE_RETRY_SECONDS + FLUSH_INTERVAL_SECONDS ({least:g})"
+        )
+
+
+def _alert_rules(path: str) -> AlertRules:
+    if path == "-":
+        return AlertRules()
+    try:
+        settings = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read a JSON object from it: {exc}") from exc
+    if not isinstance(settings, dict):
+        raise ValueError("must hold a JSON object")
+    return AlertRules.from_mapping(settings)
+
+
+def _routes(raw: str) -> Routes:
+    """Comma-separated route templates, `/items/{id},/v1/usage`: `consumer.core.routes`."""
+    return Routes(tuple(template.strip() for template in raw.split(",") if template.strip()))
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw.lower() not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return raw.lower()
+
+    return parse
 
 
 def _counting_window(env: Mapping[str, str]) -> CountingWindow | None:

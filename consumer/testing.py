@@ -2,7 +2,8 @@
 
 `event` builds a usage event v1 dict, `kcl_record` one record of the KCL protocol, `ScriptedDaemon`
 plays the MultiLangDaemon's side of the protocol to drive the real `KCLProcess` from memory, and
-`FakeClock` is a monotonic clock that moves only when told.
+`FakeClock` is a monotonic clock that moves only when told; `RecordingDeadLetters` and
+`RecordingPublisher` keep what the processor sends in memory.
 """
 
 from __future__ import annotations
@@ -126,6 +127,22 @@ class RecordingDeadLetters:
 
     def flush(self) -> None:
         self.flushed = len(self.sent)
+
+
+class RecordingPublisher:
+    """The processor's CloudWatch publisher, kept in memory: `samples` in the order put."""
+
+    def __init__(self) -> None:
+        self.samples: list[Any] = []
+
+    def put(self, samples: Any) -> None:
+        self.samples.extend(samples)
+
+    def close(self, timeout: float) -> None:
+        pass
+
+    def total(self, metric: str) -> float:
+        return float(sum(sample.value * sample.count for sample in self.samples if sample.metric == metric))
 
 
 class FakeClock:

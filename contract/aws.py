@@ -26,6 +26,8 @@ CONFIGURATION_ERRORS = frozenset(
         "MissingAuthenticationTokenException",
         "QueueDoesNotExist",
         "AWS.SimpleQueueService.NonExistentQueue",
+        "NotFound",  # SNS: no such topic
+        "AuthorizationError",  # SNS: access denied
     }
 )
 

@@ -55,6 +55,11 @@ def shared_names(read: Reader) -> SharedNames:
     )
 
 
+def access_log_group(environment: str) -> str:
+    """The stage's access-log group (ecs/api-gateway.yaml), created locally by `metering provision`."""
+    return f"complical-usage-access-logs-{environment}"
+
+
 def environment_name(raw: str) -> str:
     if not _ENVIRONMENT.match(raw):
         raise ValueError("use lowercase letters, digits and '-', at most 32 characters")

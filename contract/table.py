@@ -18,6 +18,7 @@ IP_PREFIX = "IP#"
 KEY_PREFIX = "KEY#"
 ENDPOINT_PREFIX = "ENDPOINT#"
 ARCHIVE_PREFIX = "ARCHIVE#"
+ALERT_PREFIX = "ALERT#"
 MINUTE_PREFIX = "MINUTE#"
 HOUR_PREFIX = "HOUR#"
 DAY_PREFIX = "DAY#"
@@ -147,6 +148,11 @@ def intent_key(application: str, shard_id: str) -> dict[str, Any]:
 def origin_key(origin: str) -> dict[str, Any]:
     """The item recording which record counts a re-driven origin (`contract.events.origin_id`)."""
     return {"pk": {"S": f"ORIGIN#{origin}"}, "sk": {"S": "CLAIM"}}
+
+
+def alert_key(rule: str, subject: str) -> dict[str, Any]:
+    """The item holding the current alert episode of a rule and subject (`consumer.sinks.alerts`)."""
+    return {"pk": {"S": f"{ALERT_PREFIX}{rule}"}, "sk": {"S": subject}}
 
 
 def watermark(shard_id: str) -> str:

@@ -101,7 +101,13 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--timeout", type=float, default=0, help="give up after N seconds (0: never)")
     replay.set_defaults(handler=_replay)
 
-    for module in ("keys", "billing", "analytics", "cost"):  # commands that register their own parsers
+    for module in (
+        "keys",
+        "billing",
+        "analytics",
+        "alerts",
+        "cost",
+    ):  # commands that register their own parsers
         import_module(f"metering.commands.{module}").add_parser(commands)
     return parser
 

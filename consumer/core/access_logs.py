@@ -120,6 +120,7 @@ class _AccessLogLine(msgspec.Struct, frozen=True, rename="camel"):
     # are cut, not refused, or a long header would make any caller's requests uncountable.
     path: str = MISSING
     user_agent: str = MISSING
+    stage: Text = MISSING
     integration_latency: OptionalMillis = MISSING
     source_ip: SourceIp = MISSING
     user_email: Email = MISSING
@@ -148,7 +149,7 @@ def _response_event(raw: _AccessLogLine) -> ResponseEvent:
         timestamp=_EPOCH + timedelta(milliseconds=int(raw.request_time_epoch)),
         http_method=_required(raw.http_method, "httpMethod"),
         resource_path=_required(raw.resource_path, "resourcePath"),
-        path=_cut(_present(raw.path)),
+        path=_cut(_without_stage(_present(raw.path), raw.stage)),
         status=int(raw.status),
         response_latency_ms=int(raw.response_latency),
         integration_latency_ms=_int(_present(raw.integration_latency)),
@@ -157,6 +158,14 @@ def _response_event(raw: _AccessLogLine) -> ResponseEvent:
         user_email=_email(_present(raw.user_email)),
         api_key_id=_present(raw.api_key_id),
     )
+
+
+def _without_stage(path: str | None, stage: str) -> str | None:
+    """`$context.path` starts with the stage (`/prod/items/42`); routes and usage events do not."""
+    prefix = f"/{stage}"
+    if path is not None and stage != MISSING and (path == prefix or path.startswith(prefix + "/")):
+        return path[len(prefix) :] or "/"
+    return path
 
 
 def _required(value: str, name: str) -> str:

@@ -116,6 +116,7 @@ class Aggregate:
     responses: dict[ResponseGroup, list[int]] = field(default_factory=dict)  # [responses, latency sum]
     integrations: dict[IntegrationGroup, list[int]] = field(default_factory=dict)  # [count, latency sum]
     pages: dict[PageKey, list[bytes]] = field(default_factory=dict)
+    event_seconds: dict[int, int] = field(default_factory=dict)  # usage events per epoch second: latency
     events: int = 0
     _items: dict[ItemKey, ItemUpdate] | None = None
 
@@ -135,6 +136,7 @@ class Aggregate:
             page = self.pages.setdefault((ip_pk(event.source_ip or "-"), hour), [])
         page.append(data)
         _count(self.totals, (minute, kind, method, endpoint, reason))
+        _count(self.event_seconds, millis // 1000)
         if event.source_ip:
             _count(self.addresses, (event.source_ip, hour, kind, reason))
             self._seen_from(event, hour)

@@ -60,9 +60,11 @@ class DynamoDBSink:
         log: Any = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        on_retry: Callable[[], None] = lambda: None,
     ) -> None:
         self._client = client
         self._log = log
+        self._on_retry = on_retry
         self._faults = faults or FaultPoints()
         self._table = table_name
         self._application = application_name
@@ -128,6 +130,7 @@ class DynamoDBSink:
         return {key: ItemResult(key in applied, result.values) for key, result in results.items()}
 
     def _retrying(self, attempt: int, error: BaseException) -> None:
+        self._on_retry()
         if self._log is not None:
             self._log.warning("flush_retry", attempt=attempt, error=str(error)[:300])
 

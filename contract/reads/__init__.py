@@ -26,6 +26,12 @@ class Table:
         found = reply.get("Item")
         return plain(found) if found else None
 
+    def partition(self, pk: str) -> Iterator[dict[str, Any]]:
+        """Every item of `pk`, in sort-key order."""
+        yield from self._query(
+            KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": pk}}
+        )
+
     def between(self, pk: str, first_sk: str, last_sk: str) -> Iterator[dict[str, Any]]:
         """The items of `pk` whose sort keys lie in [first_sk, last_sk], in order."""
         yield from self._query(

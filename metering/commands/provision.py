@@ -1,4 +1,8 @@
-"""`metering provision`: create the stream, tables and queue, idempotently, wherever boto3 points."""
+"""`metering provision`: create the stream, tables, queue and topic, idempotently, wherever boto3 points.
+
+Also the stage's access-log group and its subscription to the stream (ecs/api-gateway.yaml), which
+`metering simulate` writes to: the emulator delivers them to the stream as CloudWatch Logs does.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ from botocore.exceptions import ClientError
 
 from consumer import aws
 from consumer.settings import ConsumerSettings
+from contract.access_logs import SUBSCRIPTION_FILTER
 from contract.aws import aws_error_code
+from contract.environment import access_log_group
 from contract.table import EXPIRES_AT, analytics_table_spec
 
 STREAM_SHARDS = 2
@@ -20,10 +26,19 @@ def provision(settings: ConsumerSettings, report: Callable[[str], None] = print)
     kinesis = aws.client("kinesis", settings.region)
     dynamodb = aws.client("dynamodb", settings.region)
     _stream(kinesis, settings.stream_name, report)
+    _access_logs(aws.client("logs", settings.region), kinesis, settings, report)
     _table(dynamodb, analytics_table_spec(settings.analytics_table), EXPIRES_AT, report)
     for spec, ttl_attribute in _authorizer_tables(settings):
         _table(dynamodb, spec, ttl_attribute, report)
     _queue(aws.client("sqs", settings.region), settings.dlq_name, report)
+    if settings.alerts_topic_name is not None:
+        _topic(aws.client("sns", settings.region), settings.alerts_topic_name, report)
+
+
+def _topic(sns: Any, name: str, report: Callable[[str], None]) -> None:
+    """The alerts topic (README "Alerts"); creating an existing topic returns it."""
+    arn = sns.create_topic(Name=name)["TopicArn"]
+    report(f"topic {name}: ready ({arn})")
 
 
 def _stream(kinesis: Any, name: str, report: Callable[[str], None]) -> None:
@@ -42,6 +57,29 @@ def _stream(kinesis: Any, name: str, report: Callable[[str], None]) -> None:
         kinesis.increase_stream_retention_period(StreamName=name, RetentionPeriodHours=STREAM_RETENTION_HOURS)
     if summary.get("EncryptionType", "NONE") == "NONE":
         kinesis.start_stream_encryption(StreamName=name, EncryptionType="KMS", KeyId="alias/aws/kinesis")
+
+
+def _access_logs(logs: Any, kinesis: Any, settings: ConsumerSettings, report: Callable[[str], None]) -> None:
+    group = access_log_group(settings.environment)
+    try:
+        logs.create_log_group(logGroupName=group)
+        report(f"log group {group}: created")
+    except ClientError as exc:
+        if aws_error_code(exc) != "ResourceAlreadyExistsException":
+            raise
+        report(f"log group {group}: exists")
+    summary = kinesis.describe_stream_summary(StreamName=settings.stream_name)["StreamDescriptionSummary"]
+    account = summary["StreamARN"].split(":")[4]
+    # Creates or updates, so idempotent. The emulator does not check the role; in AWS the stack's
+    # AccessLogSubscriptionRole stands here (like the tables, the stacks own these names there).
+    logs.put_subscription_filter(
+        logGroupName=group,
+        filterName=SUBSCRIPTION_FILTER,
+        filterPattern="",
+        destinationArn=summary["StreamARN"],
+        roleArn=f"arn:aws:iam::{account}:role/complical-access-logs-{settings.environment}",
+    )
+    report(f"subscription {SUBSCRIPTION_FILTER}: {group} -> {settings.stream_name}")
 
 
 def _table(

@@ -377,7 +377,7 @@ def test_a_rate_limit_outage_fails_open_and_is_counted(aws: Aws, clock: FakeCloc
     for _ in range(3):
         assert authorizer.handle(rest_event({"x-api-key": secret}))["context"]["outcome"] == "ALLOWED"
     assert [e["eventType"] for e in sent_events(aws, authorizer)] == ["API_CALL"] * 3
-    assert isinstance(authorizer.metrics, Tally) and authorizer.metrics.counts[RATE_LIMIT_FAIL_OPEN] == 3
+    assert isinstance(authorizer.metrics, Tally) and authorizer.metrics.counts[RATE_LIMIT_FAIL_OPEN.name] == 3
 
 
 @pytest.mark.parametrize(

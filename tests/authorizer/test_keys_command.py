@@ -55,8 +55,8 @@ def test_table_specs_create_both_tables_with_ttl(aws: Aws) -> None:
     assert [spec["TableName"] for spec in ttl_specs(KEYS_TABLE, LIMITS_TABLE)] == [LIMITS_TABLE]
 
 
-def test_build_zip_holds_the_authorizer_and_the_contract(tmp_path: object) -> None:
-    """The Lambda zip contains the authorizer's and the contract's modules only, reproducibly."""
+def test_build_zip_holds_the_authorizer_the_contract_and_powertools(tmp_path: object) -> None:
+    """The Lambda zip holds the authorizer, the contract and the vendored Powertools, reproducibly."""
     import zipfile
     from pathlib import Path
 
@@ -67,4 +67,12 @@ def test_build_zip_holds_the_authorizer_and_the_contract(tmp_path: object) -> No
     assert first.read_bytes() == second.read_bytes()
     names = zipfile.ZipFile(first).namelist()
     assert {"authorizer/handler.py", "contract/events.py"} <= set(names)
-    assert all(name.startswith(("authorizer/", "contract/")) for name in names)
+    top_level = {name.split("/")[0].split("-")[0] for name in names}  # a dist-info folder as its package
+    assert top_level == {
+        "authorizer",
+        "contract",
+        "aws_lambda_powertools",
+        "typing_extensions.py",
+        "typing_extensions",
+    }
+    assert all(name.endswith(".py") or "/licenses/" in name for name in names)

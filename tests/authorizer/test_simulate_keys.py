@@ -25,7 +25,11 @@ def test_keys_created_before_a_failure_are_revoked(aws: Aws, monkeypatch: pytest
         return create_key(*args, **kwargs)
 
     monkeypatch.setattr(keystore, "create_key", failing_third)
-    for name, value in {"ENABLE_KINESIS_ANALYTICS": "false", "KINESIS_READ_TIMEOUT_SECONDS": "2"}.items():
+    for name, value in {
+        "ENABLE_KINESIS_ANALYTICS": "false",
+        "KINESIS_READ_TIMEOUT_SECONDS": "2",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+    }.items():
         monkeypatch.setenv(name, value)  # simulate sets defaults for these: restore them afterwards
     settings = ConsumerSettings.from_env(
         {

@@ -29,6 +29,7 @@ from metering.commands.provision import STREAM_RETENTION_HOURS, STREAM_SHARDS
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 SERVICES = {"aws", "provision", "consumer", "traffic"}
+MONITORING = {"prometheus": "prom/prometheus", "grafana": "grafana/grafana"}  # official images
 DEFAULT_GRACE = ConsumerSettings.from_env({}).shutdown_grace_seconds
 
 
@@ -60,10 +61,15 @@ def _seconds(duration: str) -> float:
     return sum(float(n) * scale[u] for n, u in parts)
 
 
+def _metering(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The services that run this project's image (all but Prometheus and Grafana)."""
+    return {name: compose["services"][name] for name in SERVICES}
+
+
 def test_compose_runs_every_service_from_one_image_with_the_emulator(compose: dict[str, Any]) -> None:
     """aws, provision, consumer and traffic share one image, built here with the emulator extras."""
-    services = compose["services"]
-    assert set(services) == SERVICES
+    assert set(compose["services"]) == SERVICES | set(MONITORING)
+    services = _metering(compose)
     assert len({service["image"] for service in services.values()}) == 1
     for service in services.values():
         assert Path(service["build"]["context"]) == ROOT
@@ -73,7 +79,7 @@ def test_compose_runs_every_service_from_one_image_with_the_emulator(compose: di
 
 def test_compose_commands_are_metering_subcommands(compose: dict[str, Any]) -> None:
     """Every service's command parses with the `metering` CLI (the image's entrypoint)."""
-    commands = {name: service["command"] for name, service in compose["services"].items()}
+    commands = {name: service["command"] for name, service in _metering(compose).items()}
     for command in commands.values():
         _parser().parse_args(command)
     assert commands["consumer"] == ["consume"]
@@ -85,7 +91,7 @@ def test_compose_commands_are_metering_subcommands(compose: dict[str, Any]) -> N
 
 def test_compose_points_every_service_at_the_emulator(compose: dict[str, Any]) -> None:
     """boto3 and the KCL find the emulator by AWS_ENDPOINT_URL, with fake credentials and a region."""
-    for service in compose["services"].values():
+    for service in _metering(compose).values():
         env = service["environment"]
         assert env["AWS_ENDPOINT_URL"] == "http://aws:4566"
         assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"]
@@ -115,6 +121,71 @@ def test_compose_checks_the_consumer_health_on_its_metrics_port(compose: dict[st
     consumer = compose["services"]["consumer"]
     port = ConsumerSettings.from_env(consumer["environment"]).metrics_port
     assert f"127.0.0.1:{port}/healthz" in " ".join(consumer["healthcheck"]["test"])
+
+
+def _published(service: dict[str, Any]) -> list[tuple[str, int]]:
+    """(host IP, container port) of each published port, in docker-compose v1's or v2's notation."""
+    ports = []
+    for port in service.get("ports", []):
+        if isinstance(port, str):  # v1: "127.0.0.1:9090:9090/tcp"
+            host_ip, _, target = port.split("/")[0].rsplit(":", 2)
+            ports.append((host_ip, int(target)))
+        else:
+            ports.append((port.get("host_ip", ""), int(port["target"])))
+    return ports
+
+
+def _host_path(service: dict[str, Any], container_path: str) -> Path:
+    """Where a path inside the container comes from on the host, through the service's bind mounts."""
+    for volume in service["volumes"]:
+        if isinstance(volume, str):  # v1: "/host/path:/container/path:ro"
+            source, target = volume.split(":")[:2]
+        else:
+            source, target = volume["source"], volume["target"]
+        if container_path == target or container_path.startswith(target + "/"):
+            return Path(source) / container_path[len(target) :].lstrip("/")
+    raise AssertionError(f"{container_path} is not mounted")
+
+
+def test_compose_runs_prometheus_and_grafana_from_pinned_official_images(compose: dict[str, Any]) -> None:
+    """A version tag each, never latest: the monitoring config is written for them."""
+    for name, image in MONITORING.items():
+        assert re.fullmatch(rf"{image}:v?\d+\.\d+\.\d+", compose["services"][name]["image"])
+
+
+def test_compose_publishes_ports_on_localhost_only(compose: dict[str, Any]) -> None:
+    """The emulator takes any credentials and Grafana admits anonymous viewers: never on the network."""
+    published = {name: _published(service) for name, service in compose["services"].items()}
+    assert {name for name, ports in published.items() if ports} == {"aws", *MONITORING}
+    assert {host_ip for ports in published.values() for host_ip, _ in ports} == {"127.0.0.1"}
+    assert published["prometheus"] == [("127.0.0.1", 9090)]
+    assert published["grafana"] == [("127.0.0.1", 3000)]
+
+
+def test_compose_prometheus_scrapes_the_consumer_metrics_port(compose: dict[str, Any]) -> None:
+    """Prometheus's mounted config scrapes /metrics on the consumer service's METRICS_PORT."""
+    prometheus = compose["services"]["prometheus"]
+    (flag,) = [arg for arg in prometheus["command"] if arg.startswith("--config.file=")]
+    config = yaml.safe_load(_host_path(prometheus, flag.split("=", 1)[1]).read_text())
+    port = ConsumerSettings.from_env(compose["services"]["consumer"]["environment"]).metrics_port
+    (job,) = config["scrape_configs"]
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    targets = [target for static in job["static_configs"] for target in static["targets"]]
+    assert targets == [f"consumer:{port}"]
+
+
+def test_compose_grafana_provisions_prometheus_and_the_dashboards(compose: dict[str, Any]) -> None:
+    """The provisioning and dashboard files are mounted where Grafana and its provider look."""
+    grafana = compose["services"]["grafana"]
+    provisioning = _host_path(grafana, "/etc/grafana/provisioning")
+    datasources = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())
+    (datasource,) = datasources["datasources"]
+    assert datasource["url"] == "http://prometheus:9090"
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "metering.yml").read_text())["providers"]
+    assert list(_host_path(grafana, provider["options"]["path"]).glob("*.json"))
+    env = grafana["environment"]
+    assert _host_path(grafana, env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]).is_file()
+    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
 
 
 # --- Dockerfile -----------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from consumer.sinks.memory import MemorySink, MemoryStore
 from consumer.testing import (
     FakeClock,
     RecordingDeadLetters,
+    RecordingPublisher,
     ScriptedDaemon,
     access_log_line,
     event,
@@ -36,7 +37,10 @@ NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
 
 def _processor(
-    sink: MemorySink, clock: FakeClock | None = None, interval: float = 5.0
+    sink: MemorySink,
+    clock: FakeClock | None = None,
+    interval: float = 5.0,
+    cloudwatch: RecordingPublisher | None = None,
 ) -> UsageRecordProcessor:
     log = structlog.get_logger("test")
     return UsageRecordProcessor(
@@ -46,6 +50,7 @@ def _processor(
         flush_interval=interval,
         monotonic=clock or FakeClock(),
         now=lambda: NOW,
+        cloudwatch=cloudwatch,
     )
 
 
@@ -138,11 +143,12 @@ def test_invalid_records_are_skipped_and_valid_ones_counted() -> None:
 
 def test_failed_flush_exits_the_child_without_checkpoint() -> None:
     """A sink failure exits the child (the daemon restarts) instead of acknowledging records."""
-    sink = MemorySink(fail_after_items=1)
+    sink, cloudwatch = MemorySink(fail_after_items=1), RecordingPublisher()
     daemon = ScriptedDaemon().initialize(SHARD).records(_calls(2)).shutdown_requested()
     with pytest.raises(SystemExit):
-        daemon.run(_processor(sink))
+        daemon.run(_processor(sink, cloudwatch=cloudwatch))
     assert daemon.checkpoints == []
+    assert cloudwatch.total("FlushFailures") == 1 and cloudwatch.total("ApiCalls") == 0
 
 
 def test_refused_checkpoint_stops_without_crashing() -> None:
@@ -239,6 +245,7 @@ def test_interruptions_during_replays_still_count_exactly_once(
     """Crashes and graceful handoffs, one after another and in the middle of replays, stay exact."""
     records = [(i + 1, orjson.dumps(event(email=u))) for i, u in enumerate(users)]
     sink, clock, checkpoint = MemorySink(), FakeClock(), "TRIM_HORIZON"
+    cloudwatch = RecordingPublisher()
     for sizes, delivered, crash_after_items, at_tip in runs:
         daemon = ScriptedDaemon().initialize(SHARD, checkpoint)
         remaining = [r for r in records if checkpoint == "TRIM_HORIZON" or r[0] > int(checkpoint)]
@@ -248,13 +255,19 @@ def test_interruptions_during_replays_still_count_exactly_once(
             daemon.shutdown_requested()
         sink.fail_after_items = crash_after_items
         with contextlib.suppress(SystemExit):  # died mid-flush: the daemon restarts the child
-            daemon.run(_processor(sink, clock, interval=0.0))
+            daemon.run(_processor(sink, clock, interval=0.0, cloudwatch=cloudwatch))
         checkpoint = daemon.last_checkpoint or checkpoint
     sink.fail_after_items = None
     remaining = [r for r in records if checkpoint == "TRIM_HORIZON" or r[0] > int(checkpoint)]
     daemon = ScriptedDaemon().initialize(SHARD, checkpoint).records(remaining, at_tip=True)
-    daemon.shutdown_requested().run(_processor(sink, clock, interval=0.0))
+    daemon.shutdown_requested().run(_processor(sink, clock, interval=0.0, cloudwatch=cloudwatch))
     assert _counts(sink) == _counts(_ground_truth(records))
+    # CloudWatch's figures: a crash may cost some (published by the flush that applied them, only
+    # if it got to its GLOBAL items), never doubles them; without a crash they are exact.
+    calls = len(records)  # every event is an API_CALL
+    assert cloudwatch.total("ApiCalls") <= calls
+    if all(crash is None for _, _, crash, _ in runs):
+        assert cloudwatch.total("ApiCalls") == calls
 
 
 def _chunks(records: list[tuple[int, bytes]], sizes: list[int]) -> list[list[tuple[int, bytes]]]:
@@ -445,3 +458,77 @@ def test_responses_count_exactly_once_through_a_crash_mid_flush_and_a_replay(
         daemon.records(chunk)
     daemon.shutdown_requested().run(_processor(sink, clock, interval=0.0))
     assert _counts(sink) == _counts(truth)
+
+
+class RecordingAlerts:
+    def __init__(self) -> None:
+        self.observed: list[dict[tuple[str, str], dict[str, Any]]] = []
+        self.sweeps = 0
+
+    def observe(self, items: dict[tuple[str, str], dict[str, Any]]) -> None:
+        self.observed.append(items)
+
+    def sweep(self) -> None:
+        self.sweeps += 1
+
+
+def test_each_durable_flush_tells_cloudwatch_and_the_alerts_what_it_counted() -> None:
+    """After the checkpoint: the counts by event minute, active users, latencies, records, dead letters;
+    the alerts get the flushed items' new values; the sweep runs on its interval."""
+    sink, clock, cloudwatch, alerts = MemorySink(), FakeClock(), RecordingPublisher(), RecordingAlerts()
+    log = structlog.get_logger("test")
+    processor = UsageRecordProcessor(
+        sink,
+        RecordingDeadLetters(),
+        log,
+        flush_interval=5.0,
+        monotonic=clock,
+        now=lambda: NOW,
+        cloudwatch=cloudwatch,
+        alerts=alerts,
+        alert_sweep_interval=10.0,
+    )
+    daemon = ScriptedDaemon().initialize(SHARD).records([*_calls(3), (4, b"nope")])
+    daemon.run(processor)
+    assert cloudwatch.total("ApiCalls") == 0 and alerts.observed == []  # nothing durable yet
+    clock.now = 11.0
+    daemon.records(_calls(2, start=5)).run(processor)
+    assert cloudwatch.total("ApiCalls") == 5
+    assert cloudwatch.total("RecordsProcessed") == 6
+    assert cloudwatch.total("DeadLetters") == 1
+    assert [s.value for s in cloudwatch.samples if s.metric == "ActiveUsers"] == [1]
+    assert sum(s.count for s in cloudwatch.samples if s.metric == "ProcessingLatency") == 5
+    (items,) = alerts.observed
+    assert items[("USER#alice@example.com", "TOTAL")]["calls"] == 5
+    assert alerts.sweeps == 1
+
+
+def test_health_and_durability_metrics() -> None:
+    """Leases held, records waiting unflushed (and since when), dead letters sent, decoder errors, lag."""
+    registry, clock = CollectorRegistry(), FakeClock()
+    log = structlog.get_logger("test")
+    processor = UsageRecordProcessor(
+        MemorySink(),
+        RecordingDeadLetters(),
+        log,
+        flush_interval=5.0,
+        monotonic=clock,
+        now=lambda: NOW,
+        metrics=ProcessorMetrics(registry),
+    )
+    sample = registry.get_sample_value
+    daemon = ScriptedDaemon().initialize(SHARD).records([*_calls(3), (4, b"nope")])
+    daemon.run(processor)
+    assert sample("metering_leases_held", {"shard": SHARD}) == 1
+    assert sample("metering_pending_records", {"shard": SHARD}) == 4
+    assert (sample("metering_unflushed_since_timestamp_seconds", {"shard": SHARD}) or 0) > 0
+    assert sample("metering_dead_letters_sent_total", {"reason": "NOT_JSON"}) is None  # not durable yet
+    clock.now = 6.0
+    daemon.records([]).run(processor)
+    assert sample("metering_pending_records", {"shard": SHARD}) == 0
+    assert sample("metering_unflushed_since_timestamp_seconds", {"shard": SHARD}) == 0
+    assert sample("metering_dead_letters_sent_total", {"reason": "NOT_JSON"}) == 1
+    assert sample("metering_event_lag_seconds_count") == 3
+    assert sample("metering_decoder_errors_total") == 0
+    daemon.lease_lost().run(processor)
+    assert sample("metering_leases_held", {"shard": SHARD}) == 0

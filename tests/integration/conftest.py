@@ -38,6 +38,7 @@ class Stack:
         self.workdir = workdir
         self.kinesis: Any = boto3.client("kinesis", region_name="us-east-1")
         self.dynamodb: Any = boto3.client("dynamodb", region_name="us-east-1")
+        self.cloudwatch: Any = boto3.client("cloudwatch", region_name="us-east-1")
 
     def start_consumer(self, name: str = "consumer", **env: str) -> Consumer:
         """`metering consume` with this stack's settings, plus `env` (fault points, worker ids)."""

@@ -251,10 +251,17 @@ def test_dynamodb_outage_mid_stream(stack: Stack, aws_env: dict[str, str]) -> No
 
 
 def test_sqs_outage_mid_stream_is_ridden_out(stack: Stack, aws_env: dict[str, str]) -> None:
-    """SQS unreachable ~12 s while poison records arrive: the consumer rides it out without exiting;
-    no checkpoint passes an unsent dead letter; afterwards every count is exact, every letter queued."""
+    """SQS unreachable ~12 s while poison records arrive, and CloudWatch unreachable throughout: the
+    consumer rides it out without exiting; no checkpoint passes an unsent dead letter; afterwards
+    every count is exact, every letter queued. A CloudWatch outage costs metrics, never counts."""
     proxy = FaultProxy(urlparse(aws_env["AWS_ENDPOINT_URL"]).port or 0)
-    consumer = stack.start_consumer(AWS_ENDPOINT_URL_SQS=f"http://127.0.0.1:{proxy.port}")
+    cloudwatch = FaultProxy(urlparse(aws_env["AWS_ENDPOINT_URL"]).port or 0)
+    cloudwatch.cut()
+    consumer = stack.start_consumer(
+        AWS_ENDPOINT_URL_SQS=f"http://127.0.0.1:{proxy.port}",
+        AWS_ENDPOINT_URL_CLOUDWATCH=f"http://127.0.0.1:{cloudwatch.port}",
+        METRICS_PUBLISH_SECONDS="5",
+    )
     events = make_events(3000, seed=17)
     poison = [(b"not json, poison %d" % n, f"poison-{n}") for n in range(6)]
     try:
@@ -272,10 +279,16 @@ def test_sqs_outage_mid_stream_is_ridden_out(stack: Stack, aws_env: dict[str, st
         wait_for(lambda: len(_dead_lettered(stack)) == len(poison), 60, "every poison record in the DLQ")
         assert _dead_lettered(stack) == {data for data, _ in poison}
         assert "dead_letter_retry" in consumer.log_path.read_text(errors="replace")
-        report("SQS outage 12 s", stack, events)
+        wait_for(
+            lambda: "metrics_not_published" in consumer.log_path.read_text(errors="replace"),
+            60,
+            "the publisher to give a batch up",
+        )
+        report("SQS outage 12 s, CloudWatch down throughout", stack, events)
     finally:
         consumer.stop()
         proxy.close()
+        cloudwatch.close()
 
 
 def _put_raw(stack: Stack, records: list[tuple[bytes, str]]) -> None:
