@@ -1,8 +1,8 @@
 """Deliberate crash points for the fault-injection tests; inert unless `METERING_FAULT` is set.
 
 `METERING_FAULT="<point>@<n>:<action>"` crashes the n-th time the named point is reached
-(`record-added`, `item-written` in a record processor; `redrive-put` in `metering dlq redrive`,
-between its PutRecords and its deletes):
+(`record-added`, `item-written`, `page-written` in a record processor; `redrive-put` in
+`metering dlq redrive`, between its PutRecords and its deletes):
 `kill-group` kills the whole consumer (CLI, JVM and every record processor) with SIGKILL, as a
 host failure would; `kill-self` kills only this record-processor child; `stall=<seconds>` holds it
 there that long, as a hung call would (what /healthz must notice). Production never sets it.

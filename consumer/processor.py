@@ -14,6 +14,7 @@ or at shard end.
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -24,10 +25,11 @@ from typing import Any, Protocol
 
 from amazon_kclpy.checkpoint_error import CheckpointError
 from amazon_kclpy.v3.processor import RecordProcessorBase
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Histogram
 
 from consumer.cloudwatch import NoPublisher, Publisher
 from consumer.core.access_logs import ResponseEvent, decode_log_record, is_gzip
+from consumer.core.batch import Member, decode_batch
 from consumer.core.events import MAX_EVENT_AGE, InvalidEvent, Reason, UsageEvent, decode_event, utc_now
 from consumer.core.flush import Batch, ItemResult, Position, ShardAccumulator, position_key
 from consumer.core.measures import Sample, flush_samples
@@ -37,6 +39,7 @@ from consumer.errors import SinkUnavailable, Superseded
 from consumer.faults import FaultPoints
 from consumer.metrics import ProcessorMetrics
 from consumer.sinks.base import CounterSink
+from contract.batch import is_batch
 from contract.retry import Retry
 
 # The lease moved or the worker is shutting down: checkpointing is impossible, not an error of ours.
@@ -59,7 +62,8 @@ class DeadLetters(Protocol):
     def send(
         self, shard_id: str, record: Any, error: InvalidEvent, log_event: tuple[int, bytes] | None
     ) -> None:
-        """Take a record that cannot be counted, or one log event of it (it may be buffered until `flush`)."""
+        """Take a record that cannot be counted, or one part of it: a log event, or an event of a usage
+        batch, with its index (it may be buffered until `flush`)."""
         ...
 
     def flush(self) -> None:
@@ -185,20 +189,7 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
                 if not accumulator.is_new(key):
                     redelivered.append(record.sequence_number)
                     continue
-                data = record.binary_data
-                if is_gzip(data):  # API Gateway's access logs, through a CloudWatch Logs subscription
-                    responses = self._responses(record, data, key, now)
-                    counted[RESPONSE] += len(responses)
-                    accumulator.add(key, responses=responses)
-                else:
-                    event = self._countable(record, data, now)
-                    if event is not None and not self._counts_here(
-                        event.redrive_origin, key, event.timestamp
-                    ):
-                        event = None
-                    if event is not None:
-                        counted[event.event_type.value] += 1
-                    accumulator.add(key, event, data)
+                self._add(accumulator, record, key, now, counted)
                 self._faults.hit("record-added")
             for event_type, count in counted.items():
                 self._metrics.events.labels(event_type).inc(count)
@@ -247,6 +238,25 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
             self._let_go()
             self._log.info("shutdown_flushed")
 
+    def _add(
+        self, accumulator: ShardAccumulator, record: Any, key: str, now: datetime, counted: Counter[str]
+    ) -> None:
+        """Add one record at its position, whatever it holds; what it counts goes into `counted`."""
+        data = record.binary_data
+        if is_gzip(data):  # API Gateway's access logs, through a CloudWatch Logs subscription
+            responses = self._responses(record, data, key, now)
+            counted[RESPONSE] += len(responses)
+            accumulator.add(key, responses=responses)
+        elif is_batch(data):  # many usage events in one record (contract.batch)
+            accumulator.add(key, events=self._members(record, data, key, now, counted))
+        else:
+            event = self._countable(record, data, now)
+            if event is not None and not self._counts_here(event.redrive_origin, key, event.timestamp):
+                event = None
+            if event is not None:
+                counted[event.event_type.value] += 1
+            accumulator.add(key, event, data)
+
     def _counts_here(self, origin: str | None, key: str, at: datetime) -> bool:
         """A re-driven event counts only in the one copy that owns its origin (EXACTLY_ONCE.md)."""
         if origin is None:
@@ -279,6 +289,36 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
         if responses and not self._counts_here(logs.redrive_origin, key, responses[0].timestamp):
             return []
         return responses
+
+    def _members(
+        self, record: Any, data: bytes, key: str, now: datetime, counted: Counter[str]
+    ) -> list[Member]:
+        """The events of a usage batch counted here; a bad batch goes to the dead letters whole, a bad
+        event of a good one alone, with its index (`decode_batch`)."""
+        arrived = record.timestamp_millis
+        try:
+            batch = decode_batch(data, _arrival(arrived) if arrived else now)
+        except InvalidEvent as error:
+            self._reject(record, error)
+            return []
+        except Exception as exc:  # a bug of ours must cost this record, never the shard
+            self._log.exception("decoder_failed", sequence=record.sequence_number)
+            self._reject(record, InvalidEvent(Reason.DECODER_ERROR, type(exc).__name__))
+            return []
+        for index, invalid, raw in batch.rejected:
+            self._reject(record, invalid, (index, raw))
+        members = batch.events
+        if self._window is not None or any(event.redrive_origin is not None for _, event, _ in members):
+            members = [member for member in members if self._member_counts(member, key)]
+        counted.update(event.event_type for _, event, _ in members)  # StrEnums: keys as their values
+        return members
+
+    def _member_counts(self, member: Member, key: str) -> bool:
+        """Whether an event of a batch counts here: in the window, and its own copy of its origin."""
+        index, event, _ = member
+        if self._window is not None and event.timestamp not in self._window:
+            return False
+        return self._counts_here(event.redrive_origin, f"{key}/{index}", event.timestamp)
 
     def _report_redelivered(self, sequences: list[str]) -> None:
         """Records the shard had already passed: ignored (never counted again), counted and logged."""
@@ -398,8 +438,7 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
         self._cloudwatch.put(samples)
         for sample in samples:
             if sample.metric == "ProcessingLatency":
-                for _ in range(sample.count):
-                    self._metrics.event_lag.observe(sample.value / 1000)
+                _observe_many(self._metrics.event_lag, sample.value / 1000, sample.count)
         if self._alerts is not None:
             self._alerts.observe({key: result.values for key, result in results.items()})
 
@@ -436,6 +475,14 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
         except Exception:
             self._log.exception("processor_failed", action=action)
             raise SystemExit(1) from None
+
+
+def _observe_many(histogram: Histogram, value: float, count: int) -> None:
+    """`count` observations of one value, as `count` calls of `observe` would make them, in two
+    writes: each is a locked mmap write in multiprocess mode, and one per event was a fifth of the
+    processor's time (bench/consumer_throughput.py). prometheus-client has no weighted observe."""
+    histogram._sum.inc(value * count)
+    histogram._buckets[bisect.bisect_left(histogram._upper_bounds, value)].inc(count)
 
 
 @lru_cache(maxsize=1024)

@@ -70,7 +70,8 @@ def access_log_line(at: datetime | None = None, **fields: str) -> dict[str, str]
         "requestTimeEpoch": str(int(at.timestamp() * 1000)),
         "httpMethod": "GET",
         "resourcePath": "/items/{id}",
-        "path": "/items/42",
+        "path": "/prod/items/42",  # `$context.path` carries the stage, which the consumer strips
+        "stage": "prod",
         "status": "200",
         "responseLatency": "41",
         "integrationLatency": "35",

@@ -155,9 +155,10 @@ def alert_key(rule: str, subject: str) -> dict[str, Any]:
     return {"pk": {"S": f"{ALERT_PREFIX}{rule}"}, "sk": {"S": subject}}
 
 
-def watermark(shard_id: str) -> str:
-    """The attribute holding the end of the last range this shard applied to an item."""
-    return f"w_{shard_id}"
+def watermark(shard_id: str, part: int = 0) -> str:
+    """The attribute holding the end of the last range this shard applied to an item (or to one part
+    of its counters, when one update would exceed DynamoDB's expression limits)."""
+    return f"w_{shard_id}" if part == 0 else f"w_{shard_id}#{part}"
 
 
 def read_counters(item: dict[str, Any]) -> dict[str, int]:

@@ -99,6 +99,11 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--into", required=True, help="target table, created if missing; one replay each")
     replay.add_argument("--fresh", action="store_true", help="drop the target and the replay's leases first")
     replay.add_argument("--timeout", type=float, default=0, help="give up after N seconds (0: never)")
+    replay.add_argument(
+        "--whole-stream",
+        action="store_true",
+        help="read all the stream holds, not from --from: for late arrivals of a window past retention",
+    )
     replay.set_defaults(handler=_replay)
 
     for module in (
@@ -107,6 +112,8 @@ def _parser() -> argparse.ArgumentParser:
         "analytics",
         "alerts",
         "cost",
+        "deploy",
+        "reshard",
     ):  # commands that register their own parsers
         import_module(f"metering.commands.{module}").add_parser(commands)
     return parser
@@ -169,7 +176,13 @@ def _replay(args: argparse.Namespace, settings: ConsumerSettings) -> int:
 
     logs.configure(settings.log_level)
     summary = replay(
-        settings, start=args.start, end=args.end, into=args.into, fresh=args.fresh, timeout=args.timeout
+        settings,
+        start=args.start,
+        end=args.end,
+        into=args.into,
+        fresh=args.fresh,
+        timeout=args.timeout,
+        whole_stream=args.whole_stream,
     )
     print(summary.describe())
     return 0

@@ -1,41 +1,48 @@
 """The monthly cost of metering, from a dated price table (us-east-1): `metering cost` prints it.
 
 Pure: no AWS client. `breakdown(inputs)` prices one configuration line by line; `alternatives()`
-prices the designs we did not build; `cheapest_with_replay()` searches the few discrete knobs for
-the cheapest configuration that still keeps 7 days of stream for `metering replay`.
+prices the designs we did not build; `cheapest_with_replay()` searches the discrete knobs for the
+cheapest configuration that still keeps 7 days of stream for `metering replay`.
+
+The consumer's DynamoDB writes come from `writes_per_event`, a model of what the real sink writes
+per flush (every item kind, each user's items once per flush they call in), which
+`bench/writes.py` checks against the production `DynamoDBSink` in the same run (BENCHMARKS.md).
+Every other quantity is either measured here (named `MEASURED_...`, with the command) or an input
+whose default says where it comes from.
 
 Every price names the page it comes from and the date it was read. A price we could not find on an
 AWS pricing page is `None`: its line keeps its quantity, costs nothing in the total, and the total
-says it is incomplete. Inputs marked PLACEHOLDER are guesses until measured; the writes per event
-are one named constant, `WRITES_PER_1000_EVENTS`.
+says it is incomplete.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from itertools import product
 from typing import Literal
 
+from contract.cloudwatch import CONSUMER, METRICS
+
 StreamMode = Literal["provisioned", "on-demand"]
 Architecture = Literal["x86_64", "arm64"]
-Publishing = Literal["putmetricdata", "emf"]
+Publishing = Literal["api", "emf"]  # CLOUDWATCH_METRICS of the consumer
+KclMetrics = Literal["SUMMARY", "NONE"]  # the KCL daemon's metricsLevel in AWS
+Projection = Literal["all", "keys-only"]  # the by-bucket index's projection
 
 REGION = "us-east-1"
 HOURS_PER_MONTH = 730  # AWS's own convention: 8,760 hours a year / 12
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
+MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
+MONTH = SECONDS_PER_MONTH
 GIB = 2**30
 KIB = 2**10
 
 TARGET_USD = 75.0  # issue 12: every feature at 10M calls/month under $75
 DESIGN_ESTIMATE_USD = 90.0  # the design document's estimate for 10M calls/month (no consumer fleet)
 REPLAY_DAYS = 7  # `metering replay` rebuilds any window the stream still holds
-
-# PLACEHOLDER, to be replaced by measured figures: billed DynamoDB write units (table and by-bucket
-# index, ReturnConsumedCapacity=TOTAL) per 1,000 events, at 10M calls/month with 5 s flushes. It
-# depends on traffic shape (events per user per minute) and on FLUSH_INTERVAL_SECONDS.
-WRITES_PER_1000_EVENTS = 250.0
 
 # ---------------------------------------------------------------------------------------------
 # Prices
@@ -94,7 +101,7 @@ class PriceTable:
     lambda_edge_duration: Price = Price(None, "GB-second", CLOUDFRONT_PAGE, note=NOT_FOUND)
     cloudwatch_metric: Price = Price(0.30, "metric-month", CLOUDWATCH_PAGE)
     cloudwatch_put_metric_data: Price = Price(0.01, "1,000 requests", CLOUDWATCH_PAGE)
-    cloudwatch_alarm: Price = Price(0.10, "alarm-month", CLOUDWATCH_PAGE)
+    cloudwatch_alarm: Price = Price(0.10, "alarm metric-month", CLOUDWATCH_PAGE)
     cloudwatch_dashboard: Price = Price(3.00, "dashboard-month", CLOUDWATCH_PAGE)
     cloudwatch_logs_ingestion: Price = Price(0.50, "GB", CLOUDWATCH_PAGE)
     sqs_requests: Price = Price(None, "1M requests", SQS_PAGE, note=NOT_FOUND)
@@ -107,98 +114,380 @@ class PriceTable:
 PRICES = PriceTable()
 
 # ---------------------------------------------------------------------------------------------
-# Inputs
+# Measured figures (each with the command that measured it; BENCHMARKS.md has the runs)
 # ---------------------------------------------------------------------------------------------
 
-# Fargate task sizes (vCPU, GB) the search may pick; Fargate allows these pairs among others.
-TASK_SIZES: tuple[tuple[float, float], ...] = (
-    (0.25, 1.0),
-    (0.25, 2.0),
-    (0.5, 1.0),
-    (0.5, 2.0),
-    (1.0, 2.0),
-    (2.0, 4.0),
-)
-MEASURED_TASK_SIZE = (1.0, 2.0)  # ecs/consumer.yaml: the only size the consumer has run at
-# PLACEHOLDER floor, unmeasured: the KCL's JVM plus one Python child per shard must fit.
-MIN_TASK_GB = 1.0
-# Field notes: the whole processor ran at 0.46-0.67 x ~53k records/s on one core; the low end.
-EVENTS_PER_VCPU_SECOND = 24_000.0
-CPU_HEADROOM = 4.0  # PLACEHOLDER: JVM, polling, GC and catching up after an outage
+# `.venv/bin/python -m bench.writes`: mean size in bytes of each item kind as the sink leaves it
+# (counters, bucket, expiry, a watermark per shard writing it; 5 endpoints), for storage. All are
+# under 1 KB: one write unit each. An archive page holds its caller's events of one flush,
+# zlib-compressed (`consumer.core.archive`): ~476 B with one event, ~6.3 KB with 99.
+MEASURED_ITEM_BYTES = {
+    "USER TOTAL": 215,
+    "USER MINUTE": 200,
+    "USER HOUR": 390,
+    "USER DAY": 295,
+    "USER MONTH": 365,
+    "IP HOUR": 230,
+    "KEY HOUR": 210,
+    "GLOBAL MINUTE": 300,
+    "GLOBAL HOUR": 450,
+    "GLOBAL DAY": 310,
+    "GLOBAL MONTH": 305,
+    "ENDPOINT MINUTE": 385,
+    "ENDPOINT HOUR": 375,
+}
+MEASURED_PAGE_BYTES = 420  # an archive page's keys, expiry and compression overhead
+MEASURED_PAGE_EVENT_BYTES = 59  # each event it holds, compressed
+# `.venv/bin/python -m bench.memory --jvm --max-ram 1g`: the KCL daemon's log lines at INFO
+# (properties/logback.xml), 2 shards: 575,012 bytes in 283 s, ~2 KB/s whatever the traffic.
+MEASURED_DAEMON_LOG_BYTES_PER_SECOND = 2_000
+# authorizer.metrics.EmfMetrics for one allowed request: two EMF lines (Decisions by outcome; the rest).
+MEASURED_AUTHORIZER_EMF_BYTES = 521
+# consumer.core.measures.MetricFolder.emf_documents for 30 s at 10M calls/month: one document.
+MEASURED_CONSUMER_EMF_BYTES = 1_639
+# ecs/monitoring.yaml: 12 alarms reading 15 metrics (three are metric-math alarms over two).
+ALARMS, ALARM_METRICS = 12, 15
 
+# Kinesis
 PUT_PAYLOAD_UNIT_BYTES = 25 * KIB  # Kinesis provisioned bills PUTs per 25 KB of a record
 ON_DEMAND_ROUNDING_BYTES = KIB  # on-demand bills each record rounded up to 1 KB (pricing page)
 SHARD_RECORDS_PER_SECOND = 1_000  # per-shard write quota (field notes)
 SHARD_BYTES_PER_SECOND = 2**20
 MAX_RECORD_BYTES = 2**20  # a Kinesis record's data (1 MiB)
-DYNAMODB_ITEM_OVERHEAD_BYTES = 100  # DynamoDB adds 100 bytes per item to the billed storage
+# DynamoDB
+DYNAMODB_ITEM_OVERHEAD_BYTES = 100  # DynamoDB adds 100 bytes per item (and per index entry) to storage
+INDEX_KEY_BYTES = 80  # a keys-only index entry: pk, sk and bucket
 KCL_LEASE_EPSILON_SECONDS = 0.025  # the KCL renews every failover/3 - epsilon (CommonCalculations)
 KCL_METRICS_BUFFER_SECONDS = 10.0  # the KCL flushes its CloudWatch metrics every 10 s ...
 KCL_DATUMS_PER_CALL = 20  # ... at most 20 datums per PutMetricData (CloudWatchMetricsPublisher)
+RETENTION_DAYS = {"MINUTE": 7, "HOUR": 7, "DAY": 400, "MONTH": 25 * 31}  # contract/table.py
+ARCHIVE_DAYS = 90
+# Fargate: the consumer task's peak RSS in MiB, measured (bench/memory.py, BENCHMARKS.md):
+# `metering consume`, the JVM sized for a 1 GB container, and a record-processor child per shard
+# held (97 MiB idle, +105 MiB with 100,000 callers in one flush window).
+MEASURED_TASK_MIB = {"consume": 79, "jvm": 192, "child": 202}
+ON_DEMAND_SHARDS = 4  # an on-demand stream opens with 4 shards (ecs/consumer.yaml)
+# Field notes: the whole processor ran at 0.46-0.67 x ~53k records/s on one core; the low end.
+EVENTS_PER_VCPU_SECOND = 24_000.0
+CPU_HEADROOM = 4.0  # the JVM, polling, GC and catching up after an outage share the task's CPU
+
+# ---------------------------------------------------------------------------------------------
+# The consumer's writes
+# ---------------------------------------------------------------------------------------------
+
+USER_KINDS = ("USER TOTAL", "USER MINUTE", "USER HOUR", "USER DAY", "USER MONTH")
+GLOBAL_KINDS = ("GLOBAL MINUTE", "GLOBAL HOUR", "GLOBAL DAY", "GLOBAL MONTH")
+NOT_IN_INDEX = frozenset({"USER TOTAL", "ARCHIVE page", "FLUSH intent"})  # no `bucket` attribute
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """What the consumer's writes depend on: who calls how often, and how often each shard flushes.
+
+    Each user calls at the same steady rate (Poisson arrivals), the worst case for writes at a
+    given volume: bursty callers share more of their items within a flush.
+    """
+
+    events_per_second: float
+    users: int
+    shards: int = 2
+    flush_interval_seconds: float = 5.0
+    rate_limited_share: float = 0.01  # refusals of known keys: KEY hour items
+    keyless_share: float = 0.005  # calls without a key: counted per address only
+    keyless_addresses: int = 254  # the addresses those come from
+    endpoints: int = 5  # distinct method + route of the API
+    access_logs: bool = True  # API Gateway's access logs reach the stream: ENDPOINT items
+    archive: bool = True  # the raw-event archive (issue 11)
+
+    def user_rate(self) -> float:
+        return self.events_per_second * (1 - self.keyless_share) / self.users
+
+    def keyless_rate(self) -> float:
+        """Keyless calls of one address on one shard (they are keyed by event id: every shard)."""
+        return self.events_per_second * self.keyless_share / (self.shards * self.keyless_addresses)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteEstimate:
+    """Per usage event: write requests by item kind, and the write units they bill."""
+
+    requests_by_kind: dict[str, float]
+    table_units_by_kind: dict[str, float]
+    index_units_by_kind: dict[str, float]
+
+    @property
+    def requests(self) -> float:
+        return sum(self.requests_by_kind.values())
+
+    @property
+    def table_units(self) -> float:
+        return sum(self.table_units_by_kind.values())
+
+    @property
+    def index_units(self) -> float:
+        return sum(self.index_units_by_kind.values())
+
+    @property
+    def units(self) -> float:
+        return self.table_units + self.index_units
+
+
+def hit(rate: float, window: float) -> float:
+    """The chance that a Poisson stream of `rate` has an event within `window` seconds."""
+    return -math.expm1(-rate * window)
+
+
+def touched(rate: float, window: float, bucket: float) -> float:
+    """Expected buckets of `bucket` seconds in which a Poisson stream of `rate` has events, within one
+    flush window of `window` <= `bucket` seconds that starts at a random offset (it crosses a bucket
+    edge with probability window / bucket)."""
+    if rate <= 0:
+        return 0.0
+    window = min(window, bucket)
+    chance = hit(rate, window)
+    return (1 - window / bucket) * chance + 2 / bucket * (window - chance / rate)
+
+
+def writes_per_flush(t: Traffic) -> dict[str, float]:
+    """Expected item writes of one shard's flush, by kind (`consumer.core.aggregate`): each item an
+    event of the window touches is written once, however many of its events it holds."""
+    window, users = t.flush_interval_seconds, t.users / t.shards
+    user, shard = t.user_rate(), t.events_per_second / t.shards
+    per_hour = users * touched(user, window, HOUR)
+    keyless = t.keyless_addresses * touched(t.keyless_rate(), window, HOUR)
+    writes = {
+        "USER TOTAL": users * hit(user, window),
+        "USER MINUTE": users * touched(user, window, MINUTE),
+        "USER HOUR": per_hour,
+        "USER DAY": users * hit(user, window),
+        "USER MONTH": users * hit(user, window),
+        "IP HOUR": per_hour + keyless,  # one address per user
+        "KEY HOUR": users * touched(user * t.rate_limited_share, window, HOUR),
+        "GLOBAL MINUTE": touched(shard, window, MINUTE),
+        "GLOBAL HOUR": touched(shard, window, HOUR),
+        "GLOBAL DAY": touched(shard, window, HOUR),
+        "GLOBAL MONTH": touched(shard, window, HOUR),
+        "FLUSH intent": hit(shard, window),
+    }
+    if t.archive:
+        writes["ARCHIVE page"] = per_hour + keyless
+    if t.access_logs:  # responses land on any shard, each counted in its endpoint's minute and hour
+        endpoint = t.events_per_second / (t.endpoints * t.shards)
+        writes["ENDPOINT MINUTE"] = t.endpoints * touched(endpoint, window, MINUTE)
+        writes["ENDPOINT HOUR"] = t.endpoints * touched(endpoint, window, HOUR)
+    return writes
+
+
+def page_units(t: Traffic) -> float:
+    """Write units of one archive page: ceil(size / 1 KB), its size growing with its events."""
+    pages = writes_per_flush(t).get("ARCHIVE page", 0.0)
+    if not pages:
+        return 1.0
+    events = t.events_per_second / t.shards * t.flush_interval_seconds / pages
+    return float(math.ceil((MEASURED_PAGE_BYTES + MEASURED_PAGE_EVENT_BYTES * events) / KIB))
+
+
+def created_per_second(t: Traffic) -> dict[str, float]:
+    """New items per second by kind: what a keys-only index writes (an update leaves it alone)."""
+    user, events = t.user_rate(), t.events_per_second
+    keyless = t.keyless_addresses * hit(events * t.keyless_share / t.keyless_addresses, HOUR) / HOUR
+    endpoint = events / t.endpoints
+    created = {
+        "USER MINUTE": t.users * hit(user, MINUTE) / MINUTE,
+        "USER HOUR": t.users * hit(user, HOUR) / HOUR,
+        "USER DAY": t.users * hit(user, DAY) / DAY,
+        "USER MONTH": t.users * hit(user, MONTH) / MONTH,
+        "IP HOUR": t.users * hit(user, HOUR) / HOUR + keyless,
+        "KEY HOUR": t.users * hit(user * t.rate_limited_share, HOUR) / HOUR,
+        "GLOBAL MINUTE": 1 / MINUTE,
+        "GLOBAL HOUR": 1 / HOUR,
+        "GLOBAL DAY": 1 / DAY,
+        "GLOBAL MONTH": 1 / MONTH,
+    }
+    if t.access_logs:
+        created["ENDPOINT MINUTE"] = t.endpoints * hit(endpoint, MINUTE) / MINUTE
+        created["ENDPOINT HOUR"] = t.endpoints * hit(endpoint, HOUR) / HOUR
+    return created
+
+
+def writes_per_event(t: Traffic, projection: Projection = "all") -> WriteEstimate:
+    """Write requests and billed write units per usage event (the KCL's own writes apart).
+
+    Items are under 1 KB (`MEASURED_ITEM_BYTES`) but archive pages (`page_units`). The by-bucket
+    index projects ALL attributes, so it writes every bucket item again; a keys-only index would
+    write an item only when it is created (an update changing no projected attribute writes no
+    index entry).
+    """
+    per_flush = t.shards / (t.events_per_second * t.flush_interval_seconds)
+    requests = {kind: n * per_flush for kind, n in writes_per_flush(t).items()}
+    table = {kind: n * (page_units(t) if kind == "ARCHIVE page" else 1.0) for kind, n in requests.items()}
+    if projection == "all":
+        index = {kind: n for kind, n in table.items() if kind not in NOT_IN_INDEX}
+    else:
+        index = {kind: n / t.events_per_second for kind, n in created_per_second(t).items()}
+    return WriteEstimate(requests, table, index)
+
+
+def items_kept(t: Traffic) -> dict[str, float]:
+    """Items alive at once, by kind: buckets live as long as their TTL (`contract.table`), the
+    archive 90 days, TOTAL items for ever."""
+    user, events = t.user_rate(), t.events_per_second
+    keyless = t.keyless_addresses * hit(events * t.keyless_share / t.keyless_addresses, HOUR)
+    kept = {
+        "USER TOTAL": float(t.users),
+        "USER MINUTE": t.users * hit(user, MINUTE) * RETENTION_DAYS["MINUTE"] * DAY / MINUTE,
+        "USER HOUR": t.users * hit(user, HOUR) * RETENTION_DAYS["HOUR"] * DAY / HOUR,
+        "USER DAY": t.users * hit(user, DAY) * RETENTION_DAYS["DAY"],
+        "USER MONTH": t.users * hit(user, MONTH) * RETENTION_DAYS["MONTH"] * DAY / MONTH,
+        "IP HOUR": (t.users * hit(user, HOUR) + keyless) * RETENTION_DAYS["HOUR"] * 24,
+        "KEY HOUR": t.users * hit(user * t.rate_limited_share, HOUR) * RETENTION_DAYS["HOUR"] * 24,
+        "GLOBAL MINUTE": RETENTION_DAYS["MINUTE"] * DAY / MINUTE,
+        "GLOBAL HOUR": RETENTION_DAYS["HOUR"] * 24.0,
+        "GLOBAL DAY": float(RETENTION_DAYS["DAY"]),
+        "GLOBAL MONTH": RETENTION_DAYS["MONTH"] * DAY / MONTH,
+    }
+    if t.access_logs:
+        endpoint = events / t.endpoints
+        kept["ENDPOINT MINUTE"] = (
+            t.endpoints * hit(endpoint, MINUTE) * RETENTION_DAYS["MINUTE"] * DAY / MINUTE
+        )
+        kept["ENDPOINT HOUR"] = t.endpoints * hit(endpoint, HOUR) * RETENTION_DAYS["HOUR"] * 24
+    if t.archive:
+        pages = writes_per_event(t).requests_by_kind["ARCHIVE page"] * events
+        kept["ARCHIVE page"] = pages * ARCHIVE_DAYS * DAY
+    return kept
+
+
+def storage_gb(t: Traffic, projection: Projection = "all") -> float:
+    """The table's and the index's billed bytes (each item and index entry plus 100 bytes)."""
+    kept = items_kept(t)
+    pages_per_event = writes_per_event(t).requests_by_kind.get("ARCHIVE page", 1.0)
+    page_bytes = MEASURED_PAGE_BYTES + MEASURED_PAGE_EVENT_BYTES / pages_per_event
+    table = index = 0.0
+    for kind, count in kept.items():
+        size = page_bytes if kind == "ARCHIVE page" else MEASURED_ITEM_BYTES[kind]
+        table += count * (size + DYNAMODB_ITEM_OVERHEAD_BYTES)
+        if kind not in NOT_IN_INDEX:
+            entry = size if projection == "all" else INDEX_KEY_BYTES
+            index += count * (entry + DYNAMODB_ITEM_OVERHEAD_BYTES)
+    return (table + index) / GIB
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class CostInputs:
+    """One deployment and its traffic. The defaults are the recommended configuration (README
+    "Cost"); `AS_DEPLOYED` is what the templates deploy today."""
+
     calls_per_month: int = 10_000_000
-    users: int = 100  # PLACEHOLDER: active users (key reads, stored items)
+    users: int = 100  # active users in a month; each calls at a steady rate (the worst case)
     # The peak the stream must take without refusing: the stage's ThrottlingRateLimit
     # (ecs/api-gateway.yaml), since API Gateway admits that much before any authorizer runs.
     peak_calls_per_second: float = 2_000.0
-    # Kinesis
+    rate_limited_share: float = 0.01
+    keyless_share: float = 0.005
+    endpoints: int = 5
+    # Kinesis. The record format sets `events_per_record` and `bytes_per_record`: what the producer
+    # puts in a record at the peak the stage admits, which sizes the shards (PUT units are billed
+    # from them too, which weighs little: $0.014 per million records of up to 25 KB).
     stream_mode: StreamMode = "provisioned"
-    shards: int = 2  # ecs/consumer.yaml
-    retention_days: int = 7  # ecs/consumer.yaml: RetentionPeriodHours 168, the replay window
-    events_per_record: int = 1  # usage event v1: one event per record
-    event_bytes: int = 400
+    shards: int | None = None  # provisioned: None takes as many as the peak needs (`shards_needed`)
+    retention_days: int = 7  # the replay window (ecs/consumer.yaml: RetentionPeriodHours 168)
+    events_per_record: float = 1.0  # usage event v1: one event per record ...
+    bytes_per_record: int = 420  # ... of ~420 B (contract/batch.py); set both to a batch's at the peak
+    access_logs: bool = True  # API Gateway access logs, through CloudWatch Logs, into the stream
+    access_log_line_bytes: int = 400  # the stage's AccessLogSetting.Format, one JSON line per request
+    access_log_lines_per_record: int = 100  # PLACEHOLDER: log events per subscription delivery
+    access_log_compression: float = 13.0  # gzip of a batch of ordinary lines (consumer/core/access_logs.py)
     # Fargate (the KCL consumer)
     fargate_tasks: int = 1
-    fargate_vcpu: float = 1.0
-    fargate_gb: float = 2.0
-    architecture: Architecture = "x86_64"  # ecs/consumer.yaml CpuArchitecture default
-    flush_interval_seconds: float = 5.0  # FLUSH_INTERVAL_SECONDS: one checkpoint per shard per flush
+    fargate_vcpu: float = 0.5
+    fargate_gb: float = 1.0
+    architecture: Architecture = "arm64"
+    flush_interval_seconds: float = 60.0  # FLUSH_INTERVAL_SECONDS
     kcl_failover_seconds: float = 10.0  # properties: failoverTimeMillis
+    kcl_lease_assignment_seconds: float = 5.0  # properties: leaseAssignmentIntervalMillis
     # DynamoDB
-    writes_per_1000_events: float = WRITES_PER_1000_EVENTS
-    item_bytes: int = 300  # PLACEHOLDER: an analytics item with its counters and watermarks
-    analytics_reads_per_month: int = 1_000_000  # PLACEHOLDER: `metering usage`, billing exports
+    writes_per_1000_events: float | None = None  # None: `writes_per_event`; a figure overrides it
+    index_projection: Projection = "all"  # contract.table.analytics_table_spec
+    archive: bool = True  # the raw-event archive (90 days)
+    analytics_reads_per_month: int = 1_000_000  # PLACEHOLDER: `metering usage`, exports, GET /v1/usage
     key_cache_seconds: float = 30.0  # KEY_CACHE_TTL_SECONDS
     last_used_every_seconds: float = 300.0  # last-used written at most once per 5 min per key
     warm_containers: int = 2  # PLACEHOLDER: authorizer containers kept warm
-    # Lambda authorizer
+    # Lambda: the authorizer (one invocation per call: cache TTL 0) and GET /v1/usage
     authorizer_ms: float = 5.0
     authorizer_mb: int = 512
+    usage_api_calls_per_month: int = 100_000  # PLACEHOLDER
+    usage_api_ms: float = 50.0
+    usage_api_mb: int = 256
     # CloudWatch
-    kcl_metrics: int = 25  # PLACEHOLDER: the KCL's SUMMARY metrics (count them with ListMetrics)
-    app_metrics: int = 5  # PLACEHOLDER: the authorizer's and the consumer's own
-    publishing: Publishing = "emf"  # authorizer/metrics.py: the Lambda publishes EMF
-    emf_lines_per_call: float = 1.0  # PLACEHOLDER: one EMF line per invocation at worst
-    emf_bytes_per_line: int = 250  # PLACEHOLDER
-    log_bytes_per_call: int = 300  # PLACEHOLDER: Lambda's START/END/REPORT lines per invocation
-    other_log_gb: float = 1.0  # PLACEHOLDER: consumer and KCL daemon logs per month
-    alarms: int = 12
+    consumer_metrics: Publishing = "emf"  # CLOUDWATCH_METRICS
+    metrics_publish_seconds: float = 30.0  # METRICS_PUBLISH_SECONDS
+    kcl_metrics_level: KclMetrics = "NONE"  # consumer/daemon.py sets SUMMARY in AWS
+    kcl_metrics: int = 25  # PLACEHOLDER: metrics the KCL publishes at SUMMARY (count them with ListMetrics)
+    container_insights: bool = False  # ecs/consumer.yaml turns it on for its task-count alarm
+    container_insights_metrics: int = 30  # ECS Container Insights' cluster, service and task-family metrics
+    incident_metric_hours: float = 24.0  # hours a month a metric that only counts failures is published
+    lambda_platform_log_bytes: int = 300  # START, END and REPORT lines per invocation
+    lambda_platform_logs: bool = False  # Lambda's SystemLogLevel WARN (JSON log format) drops them
+    daemon_info_logs: bool = False  # the KCL daemon's INFO lines (properties/logback.xml)
+    alarms: int = ALARMS
+    alarm_metrics: int = ALARM_METRICS
     dashboards: int = 1
     # SQS / SNS
     dead_letters_per_month: int = 1_000  # PLACEHOLDER
     alarm_notifications_per_month: int = 100  # PLACEHOLDER
     # Alternatives
-    direct_items_per_call: int = 5  # TOTAL, user minute, user hour, GLOBAL minute/hour, IP hour
-    direct_index_writes_per_call: int = 4  # the by-bucket index copies every item with a bucket
     direct_authorizer_ms: float = 10.0  # PLACEHOLDER: the authorizer waiting for its writes
     edge_mb: int = 128  # Lambda@Edge viewer triggers allow 128 MB
 
+    def stream_shards(self) -> int:
+        """The stream's shards, so the consumer's record-processor children."""
+        if self.stream_mode == "on-demand":
+            return max(ON_DEMAND_SHARDS, shards_needed(self))
+        return self.shards if self.shards is not None else shards_needed(self)
+
+    def traffic(self) -> Traffic:
+        return Traffic(
+            events_per_second=self.calls_per_month / SECONDS_PER_MONTH,
+            users=self.users,
+            shards=self.stream_shards(),
+            flush_interval_seconds=self.flush_interval_seconds,
+            rate_limited_share=self.rate_limited_share,
+            keyless_share=self.keyless_share,
+            endpoints=self.endpoints,
+            access_logs=self.access_logs,
+            archive=self.archive,
+        )
+
+
+# What ecs/*.yaml, properties/ and the settings deploy today.
+AS_DEPLOYED = CostInputs(
+    shards=2,
+    fargate_tasks=2,
+    fargate_vcpu=1.0,
+    fargate_gb=2.0,
+    architecture="x86_64",
+    flush_interval_seconds=5.0,
+    consumer_metrics="api",
+    kcl_metrics_level="SUMMARY",
+    container_insights=True,
+    lambda_platform_logs=True,
+    daemon_info_logs=True,
+)
 
 PLACEHOLDERS = (
-    "writes_per_1000_events",
     "users",
-    "item_bytes",
+    "access_log_lines_per_record",
     "analytics_reads_per_month",
     "warm_containers",
+    "usage_api_calls_per_month",
     "kcl_metrics",
-    "app_metrics",
-    "emf_lines_per_call",
-    "emf_bytes_per_line",
-    "log_bytes_per_call",
-    "other_log_gb",
     "dead_letters_per_month",
     "alarm_notifications_per_month",
     "direct_authorizer_ms",
@@ -210,17 +499,14 @@ def validate(inputs: CostInputs) -> None:
     checks = (
         (inputs.calls_per_month > 0, "calls_per_month", "must be positive"),
         (inputs.users > 0, "users", "must be positive"),
-        (inputs.shards >= 1, "shards", "must be at least 1"),
+        (inputs.shards is None or inputs.shards >= 1, "shards", "must be at least 1"),
+        (inputs.shards is None or inputs.stream_mode == "provisioned", "shards", "on-demand opens its own"),
         (1 <= inputs.retention_days <= 365, "retention_days", "must be between 1 and 365"),
         (inputs.events_per_record >= 1, "events_per_record", "must be at least 1"),
-        (
-            inputs.events_per_record * inputs.event_bytes <= MAX_RECORD_BYTES,
-            "events_per_record",
-            f"a 1 MiB record holds at most {MAX_RECORD_BYTES // inputs.event_bytes} events of"
-            f" {inputs.event_bytes} B",
-        ),
+        (0 < inputs.bytes_per_record <= MAX_RECORD_BYTES, "bytes_per_record", "must be 1 B to 1 MiB"),
         (inputs.fargate_tasks >= 1, "fargate_tasks", "must be at least 1"),
-        (inputs.writes_per_1000_events >= 0, "writes_per_1000_events", "cannot be negative"),
+        (0.2 <= inputs.flush_interval_seconds <= 60, "flush_interval_seconds", "must be 0.2-60 (settings)"),
+        ((inputs.writes_per_1000_events or 0) >= 0, "writes_per_1000_events", "cannot be negative"),
     )
     for ok, name, message in checks:
         if not ok:
@@ -297,50 +583,69 @@ def records_per_month(i: CostInputs) -> int:
     return math.ceil(i.calls_per_month / i.events_per_record)  # the producer packs events in records
 
 
+def log_records_per_month(i: CostInputs) -> int:
+    return math.ceil(i.calls_per_month / i.access_log_lines_per_record) if i.access_logs else 0
+
+
+def log_record_bytes(i: CostInputs) -> int:
+    return math.ceil(i.access_log_lines_per_record * i.access_log_line_bytes / i.access_log_compression)
+
+
 def shards_needed(i: CostInputs) -> int:
     """Shards whose write quota (records/s and bytes/s) takes the peak the stage admits."""
     records = i.peak_calls_per_second / i.events_per_record
+    logs = i.peak_calls_per_second / i.access_log_lines_per_record if i.access_logs else 0.0
+    data = records * i.bytes_per_record + logs * log_record_bytes(i)
     return max(
         1,
-        math.ceil(records / SHARD_RECORDS_PER_SECOND),
-        math.ceil(i.peak_calls_per_second * i.event_bytes / SHARD_BYTES_PER_SECOND),
+        math.ceil((records + logs) / SHARD_RECORDS_PER_SECOND),
+        math.ceil(data / SHARD_BYTES_PER_SECOND),
     )
 
 
 def kinesis_lines(i: CostInputs, p: PriceTable) -> list[Line]:
-    records = records_per_month(i)
-    record_bytes = i.events_per_record * i.event_bytes
-    daily_gb = i.calls_per_month * i.event_bytes / GIB / (HOURS_PER_MONTH / 24)
+    records, logs = records_per_month(i), log_records_per_month(i)
+    monthly_gb = (records * i.bytes_per_record + logs * log_record_bytes(i)) / GIB
+    daily_gb = monthly_gb / (HOURS_PER_MONTH / 24)
+    shards = i.stream_shards()
     if i.stream_mode == "provisioned":
         lines = [
-            Line("Kinesis", f"{i.shards} shards", i.shards * HOURS_PER_MONTH, p.kinesis_shard_hour),
+            Line("Kinesis", f"{shards} shards", shards * HOURS_PER_MONTH, p.kinesis_shard_hour),
             Line(
                 "Kinesis",
-                f"PUT payload units ({records:,} records of {record_bytes:,} B)",
-                records * math.ceil(record_bytes / PUT_PAYLOAD_UNIT_BYTES) / 1e6,
+                f"PUT payload units ({records:,} usage records of {i.bytes_per_record:,} B)",
+                records * math.ceil(i.bytes_per_record / PUT_PAYLOAD_UNIT_BYTES) / 1e6,
                 p.kinesis_put_units,
             ),
         ]
+        if logs:
+            units = logs * math.ceil(log_record_bytes(i) / PUT_PAYLOAD_UNIT_BYTES) / 1e6
+            lines.append(
+                Line(
+                    "Kinesis", f"PUT payload units ({logs:,} access-log records)", units, p.kinesis_put_units
+                )
+            )
         if i.retention_days > 1:  # 24 h is included; up to 7 days bills every shard-hour
             lines.append(
                 Line(
                     "Kinesis",
                     "extended retention (to 7 d)",
-                    i.shards * HOURS_PER_MONTH,
+                    shards * HOURS_PER_MONTH,
                     p.kinesis_extended_retention,
                 )
             )
     else:
-        data_in_gb = records * math.ceil(record_bytes / ON_DEMAND_ROUNDING_BYTES) * KIB / GIB
+        rounded = records * math.ceil(i.bytes_per_record / ON_DEMAND_ROUNDING_BYTES)
+        rounded += logs * math.ceil(log_record_bytes(i) / ON_DEMAND_ROUNDING_BYTES)
         lines = [
             Line("Kinesis", "on-demand stream", HOURS_PER_MONTH, p.kinesis_on_demand_stream_hour),
-            Line("Kinesis", "data in (records rounded up to 1 KB)", data_in_gb, p.kinesis_on_demand_data_in),
             Line(
                 "Kinesis",
-                "data out (one consumer)",
-                records * record_bytes / GIB,
-                p.kinesis_on_demand_data_out,
+                "data in (records rounded up to 1 KB)",
+                rounded * KIB / GIB,
+                p.kinesis_on_demand_data_in,
             ),
+            Line("Kinesis", "data out (one consumer)", monthly_gb, p.kinesis_on_demand_data_out),
         ]
         if i.retention_days > 1:  # data held beyond the first 24 h, up to 7 days
             held_gb = daily_gb * (min(i.retention_days, REPLAY_DAYS) - 1)
@@ -366,19 +671,48 @@ def fargate_lines(i: CostInputs, p: PriceTable) -> list[Line]:
     ]
 
 
+def analytics_writes(i: CostInputs) -> tuple[float, float]:
+    """Table and index write units per event: the model's, or the figure given instead (all table)."""
+    if i.writes_per_1000_events is not None:
+        return i.writes_per_1000_events / 1000, 0.0
+    estimate = writes_per_event(i.traffic(), i.index_projection)
+    return estimate.table_units, estimate.index_units
+
+
 def consumer_dynamodb_lines(i: CostInputs, p: PriceTable) -> list[Line]:
-    """What the consumer writes: counts (measured per event) and the KCL's own bookkeeping."""
+    """What the consumer writes: its items (modelled per event) and the KCL's own bookkeeping."""
+    table, index = analytics_writes(i)
+    per_1000 = f"{table * 1000:,.0f} per 1,000 events"
+    how = (
+        "given"
+        if i.writes_per_1000_events is not None
+        else f"flush {i.flush_interval_seconds:g} s, {i.users:,} users"
+    )
     renew_seconds = i.kcl_failover_seconds / 3 - KCL_LEASE_EPSILON_SECONDS
-    kcl_writes = i.shards * SECONDS_PER_MONTH * (1 / i.flush_interval_seconds + 1 / renew_seconds)
-    return [
+    kcl_writes = i.stream_shards() * SECONDS_PER_MONTH * (1 / i.flush_interval_seconds + 1 / renew_seconds)
+    kcl_reads = SECONDS_PER_MONTH / i.kcl_lease_assignment_seconds  # the lease assigner reads the lease table
+    lines = [
         Line(
             "DynamoDB",
-            f"analytics writes ({i.writes_per_1000_events:g} per 1,000 events)",
-            i.calls_per_month * i.writes_per_1000_events / 1000 / 1e6,
+            f"analytics item writes ({per_1000}; {how})",
+            i.calls_per_month * table / 1e6,
             p.dynamodb_writes,
-            "PLACEHOLDER until measured" if i.writes_per_1000_events == WRITES_PER_1000_EVENTS else "",
         ),
+    ]
+    if index:
+        projection = "ALL" if i.index_projection == "all" else "KEYS_ONLY"
+        lines.append(
+            Line(
+                "DynamoDB",
+                f"by-bucket index writes ({projection}: {index * 1000:,.0f} per 1,000 events)",
+                i.calls_per_month * index / 1e6,
+                p.dynamodb_writes,
+            )
+        )
+    return [
+        *lines,
         Line("DynamoDB", "KCL checkpoints and lease renewals", kcl_writes / 1e6, p.dynamodb_writes),
+        Line("DynamoDB", "KCL lease assignment reads", kcl_reads / 1e6, p.dynamodb_reads),
     ]
 
 
@@ -387,33 +721,19 @@ def shared_dynamodb_lines(i: CostInputs, p: PriceTable) -> list[Line]:
     per_key_windows = i.users * i.warm_containers * SECONDS_PER_MONTH  # a key's cache is per container
     key_reads = min(i.calls_per_month, per_key_windows / i.key_cache_seconds)
     last_used = min(i.calls_per_month, per_key_windows / i.last_used_every_seconds)
+    stored = storage_gb(i.traffic(), i.index_projection)
     return [
         Line("DynamoDB", "rate-limit UpdateItem (one per call)", i.calls_per_month / 1e6, p.dynamodb_writes),
         Line("DynamoDB", "key reads (strongly consistent, cached 30 s)", key_reads / 1e6, p.dynamodb_reads),
         Line("DynamoDB", "key last-used writes", last_used / 1e6, p.dynamodb_writes),
         Line("DynamoDB", "analytics reads", i.analytics_reads_per_month / 1e6, p.dynamodb_reads),
-        Line("DynamoDB", f"storage ({items_kept(i):,} items)", storage_gb(i), p.dynamodb_storage),
-        Line("DynamoDB", "point-in-time recovery", storage_gb(i), p.dynamodb_pitr),
+        Line("DynamoDB", "storage (table and index, TTLs and 90-day archive)", stored, p.dynamodb_storage),
+        Line("DynamoDB", "point-in-time recovery", stored, p.dynamodb_pitr),
     ]
 
 
-def items_kept(i: CostInputs) -> int:
-    """Items alive at once: minute and hour buckets expire after 7 days (TTL), TOTAL stays."""
-    minutes, hours = REPLAY_DAYS * 24 * 60, REPLAY_DAYS * 24
-    per_user_week = i.calls_per_month * REPLAY_DAYS * 24 / HOURS_PER_MONTH / i.users
-    per_user = 1 + min(per_user_week, minutes) + min(per_user_week, hours)  # TOTAL, minutes, hours
-    per_ip = min(per_user_week, hours)  # one address per user, hourly items
-    return math.ceil(minutes + hours + i.users * (per_user + per_ip))  # + GLOBAL minutes and hours
-
-
-def storage_gb(i: CostInputs) -> float:
-    """Every item twice: the by-bucket index projects ALL attributes."""
-    return items_kept(i) * (i.item_bytes + DYNAMODB_ITEM_OVERHEAD_BYTES) * 2 / GIB
-
-
-def authorizer_lines(
-    i: CostInputs, p: PriceTable, *, edge: bool = False, ms: float | None = None
-) -> list[Line]:
+def lambda_lines(i: CostInputs, p: PriceTable, *, edge: bool = False, ms: float | None = None) -> list[Line]:
+    """The authorizer (at Lambda@Edge rates for that alternative) and the usage endpoint."""
     ms = i.authorizer_ms if ms is None else ms
     mb = i.edge_mb if edge else i.authorizer_mb
     requests, duration = (
@@ -422,66 +742,124 @@ def authorizer_lines(
         else (p.lambda_requests, p.lambda_duration_x86)
     )
     name = "Lambda@Edge" if edge else "Lambda"
+    usage = i.usage_api_calls_per_month
     return [
-        Line(name, "invocations (one per call: cache TTL 0)", i.calls_per_month / 1e6, requests),
-        Line(name, f"duration ({ms:g} ms at {mb} MB)", i.calls_per_month * ms / 1000 * mb / 1024, duration),
+        Line(name, "authorizer invocations (cache TTL 0)", i.calls_per_month / 1e6, requests),
+        Line(
+            name,
+            f"authorizer duration ({ms:g} ms at {mb} MB)",
+            i.calls_per_month * ms / 1000 * mb / 1024,
+            duration,
+        ),
+        Line("Lambda", "GET /v1/usage invocations", usage / 1e6, p.lambda_requests),
+        Line(
+            "Lambda",
+            f"GET /v1/usage duration ({i.usage_api_ms:g} ms at {i.usage_api_mb} MB)",
+            usage * i.usage_api_ms / 1000 * i.usage_api_mb / 1024,
+            p.lambda_duration_x86,
+        ),
     ]
+
+
+def custom_metrics(i: CostInputs, *, consumer: bool = True) -> tuple[float, float]:
+    """Metric-months of ours (`contract.cloudwatch`): those published every hour, then those only
+    published when something fails (billed by the hour they appear in)."""
+    steady = incidents = 0.0
+    for metric in METRICS:
+        if metric.publisher == CONSUMER and not consumer:
+            continue
+        values = len(metric_values(metric.name))
+        if metric.name in INCIDENT_METRICS:
+            incidents += values * i.incident_metric_hours / HOURS_PER_MONTH
+        else:
+            steady += values
+    return steady, incidents
+
+
+# Published only when they count something that went wrong (a refusal is not one: 1 % of calls).
+INCIDENT_METRICS = frozenset(
+    {
+        "DeadLetters",
+        "FlushRetries",
+        "FlushFailures",
+        "AlertsFired",
+        "EventsRetried",
+        "EventsFailed",
+        "EventsDropped",
+        "RateLimitFailOpen",
+    }
+)
+
+
+def metric_values(name: str) -> tuple[str, ...]:
+    """The dimension values a metric takes besides Environment: each is a metric of its own."""
+    return {
+        "Decisions": ("ALLOWED", "AUTH_FAILED", "RATE_LIMITED", "UNAVAILABLE"),
+        "DeadLetters": ("INVALID_FIELD", "NOT_JSON"),  # the reasons a month usually sees
+        "AlertsFired": ("USER_RATE_LIMITED", "IP_AUTH_FAILURES", "PLAN_MONTH_ALLOWANCE"),
+    }.get(name, ("",))
 
 
 def cloudwatch_lines(i: CostInputs, p: PriceTable, *, consumer: bool = True) -> list[Line]:
-    kcl_metrics = i.kcl_metrics if consumer else 0
+    steady, incidents = custom_metrics(i, consumer=consumer)
     lines = [
+        Line("CloudWatch", "custom metrics published every hour (ours)", steady, p.cloudwatch_metric),
         Line(
             "CloudWatch",
-            f"custom metrics ({kcl_metrics} KCL + {i.app_metrics} ours)",
-            kcl_metrics + i.app_metrics,
+            f"failure metrics ({i.incident_metric_hours:g} h a month each)",
+            incidents,
             p.cloudwatch_metric,
         ),
-    ]
-    if consumer:  # the KCL publishes its own metrics with PutMetricData, whatever we choose
-        calls = (
-            i.fargate_tasks
-            * SECONDS_PER_MONTH
-            / KCL_METRICS_BUFFER_SECONDS
-            * math.ceil(kcl_metrics / KCL_DATUMS_PER_CALL)
-        )
-        lines.append(
-            Line("CloudWatch", "KCL PutMetricData calls", calls / 1000, p.cloudwatch_put_metric_data)
-        )
-    if i.publishing == "putmetricdata":  # one call per invocation: Lambda freezes after returning
-        lines.append(
-            Line(
-                "CloudWatch",
-                "authorizer PutMetricData calls",
-                i.calls_per_month / 1000,
-                p.cloudwatch_put_metric_data,
-            )
-        )
-    else:
-        emf_gb = i.calls_per_month * i.emf_lines_per_call * i.emf_bytes_per_line / GIB
-        lines.append(
-            Line(
-                "CloudWatch",
-                f"authorizer EMF log lines ({i.emf_bytes_per_line} B)",
-                emf_gb,
-                p.cloudwatch_logs_ingestion,
-            )
-        )
-    lines += [
-        Line("CloudWatch", "alarms", i.alarms, p.cloudwatch_alarm),
-        Line("CloudWatch", "dashboards", i.dashboards, p.cloudwatch_dashboard),
+        *_emf_and_platform_logs(i, p),
         Line(
             "CloudWatch",
-            "authorizer log lines per invocation",
-            i.calls_per_month * i.log_bytes_per_call / GIB,
-            p.cloudwatch_logs_ingestion,
+            f"alarms ({i.alarms}, over {i.alarm_metrics} metrics)",
+            i.alarm_metrics,
+            p.cloudwatch_alarm,
         ),
+        Line("CloudWatch", "dashboards", i.dashboards, p.cloudwatch_dashboard),
     ]
+    if i.access_logs:
+        gb = i.calls_per_month * i.access_log_line_bytes / GIB
+        lines.append(Line("CloudWatch", "API Gateway access-log ingestion", gb, p.cloudwatch_logs_ingestion))
     if consumer:
-        lines.append(
-            Line("CloudWatch", "consumer and KCL daemon logs", i.other_log_gb, p.cloudwatch_logs_ingestion)
-        )
+        lines += _consumer_cloudwatch(i, p)
     return lines
+
+
+def _emf_and_platform_logs(i: CostInputs, p: PriceTable) -> list[Line]:
+    emf_gb = i.calls_per_month * MEASURED_AUTHORIZER_EMF_BYTES / GIB
+    lines = [
+        Line("CloudWatch", "authorizer EMF lines (2 per invocation)", emf_gb, p.cloudwatch_logs_ingestion)
+    ]
+    if i.lambda_platform_logs:
+        gb = i.calls_per_month * i.lambda_platform_log_bytes / GIB
+        lines.append(Line("CloudWatch", "Lambda START/END/REPORT lines", gb, p.cloudwatch_logs_ingestion))
+    return lines
+
+
+def _consumer_cloudwatch(i: CostInputs, p: PriceTable) -> Iterator[Line]:
+    publishes = i.stream_shards() * SECONDS_PER_MONTH / i.metrics_publish_seconds  # one child per shard
+    if i.consumer_metrics == "api":
+        yield Line(
+            "CloudWatch", "consumer PutMetricData calls", publishes / 1000, p.cloudwatch_put_metric_data
+        )
+    else:
+        gb = publishes * MEASURED_CONSUMER_EMF_BYTES / GIB
+        yield Line("CloudWatch", "consumer EMF lines", gb, p.cloudwatch_logs_ingestion)
+    if i.kcl_metrics_level == "SUMMARY":
+        calls = i.fargate_tasks * SECONDS_PER_MONTH / KCL_METRICS_BUFFER_SECONDS
+        calls *= math.ceil(i.kcl_metrics / KCL_DATUMS_PER_CALL)
+        yield Line(
+            "CloudWatch", f"KCL metrics (SUMMARY, {i.kcl_metrics})", i.kcl_metrics, p.cloudwatch_metric
+        )
+        yield Line("CloudWatch", "KCL PutMetricData calls", calls / 1000, p.cloudwatch_put_metric_data)
+    if i.container_insights:
+        metrics = i.container_insights_metrics
+        yield Line("CloudWatch", f"Container Insights metrics ({metrics})", metrics, p.cloudwatch_metric)
+    if i.daemon_info_logs:
+        gb = MEASURED_DAEMON_LOG_BYTES_PER_SECOND * SECONDS_PER_MONTH * i.stream_shards() / 2 / GIB
+        yield Line("CloudWatch", "KCL daemon INFO log lines", gb, p.cloudwatch_logs_ingestion)
 
 
 def messaging_lines(i: CostInputs, p: PriceTable) -> list[Line]:
@@ -500,27 +878,30 @@ def breakdown(inputs: CostInputs, prices: PriceTable = PRICES) -> Breakdown:
         *fargate_lines(inputs, prices),
         *consumer_dynamodb_lines(inputs, prices),
         *shared_dynamodb_lines(inputs, prices),
-        *authorizer_lines(inputs, prices),
+        *lambda_lines(inputs, prices),
         *cloudwatch_lines(inputs, prices),
         *messaging_lines(inputs, prices),
     ]
     return Breakdown(inputs, tuple(lines), _warnings(inputs))
 
 
+def task_mib(i: CostInputs) -> float:
+    """A consumer task's peak memory: the leases spread evenly, one child per shard held."""
+    children = math.ceil(i.stream_shards() / i.fargate_tasks)
+    return MEASURED_TASK_MIB["consume"] + MEASURED_TASK_MIB["jvm"] + children * MEASURED_TASK_MIB["child"]
+
+
 def _warnings(i: CostInputs) -> tuple[str, ...]:
     warnings = []
-    if i.stream_mode == "provisioned" and i.shards < shards_needed(i):
+    if i.stream_mode == "provisioned" and i.stream_shards() < shards_needed(i):
         warnings.append(
-            f"{i.shards} shard(s) cannot take {i.peak_calls_per_second:,.0f} calls/s (the stage's throttle)"
-            f" at {i.events_per_record} event(s) per record: {shards_needed(i)} needed"
+            f"{i.stream_shards()} shard(s) cannot take {i.peak_calls_per_second:,.0f} calls/s (the stage's"
+            f" throttle) at {i.events_per_record:g} event(s) per record: {shards_needed(i)} needed"
         )
-    if i.events_per_record > 1:
+    if i.fargate_gb * 1024 < task_mib(i):
         warnings.append(
-            "more than one event per record changes usage event v1 (one object per record) and the"
-            " consumer's 16 KiB record limit; aggregate only records bound for one shard (field notes)"
+            f"a {i.fargate_gb:g} GB task may not hold its JVM and children ({task_mib(i):,.0f} MiB)"
         )
-    if (i.fargate_vcpu, i.fargate_gb) != MEASURED_TASK_SIZE:
-        warnings.append("the consumer has only run at 1 vCPU / 2 GB: load-test this task size first")
     return tuple(warnings)
 
 
@@ -548,26 +929,32 @@ class Alternative:
         return tuple(line for line in self.lines if line.price.usd is None)
 
 
+def direct_writes_per_call(i: CostInputs) -> float:
+    """Write units per call when every call writes its own items: each event alone in its "flush",
+    with no intent to record (and no access-log items: the authorizer never sees a response)."""
+    alone = replace(i.traffic(), shards=1, flush_interval_seconds=1e-6, access_logs=False)
+    estimate = writes_per_event(alone, i.index_projection)
+    return estimate.units - estimate.table_units_by_kind["FLUSH intent"]
+
+
 def alternatives(inputs: CostInputs, prices: PriceTable = PRICES) -> list[Alternative]:
     validate(inputs)
     design = breakdown(inputs, prices)
-    direct_writes = inputs.calls_per_month * (
-        inputs.direct_items_per_call + inputs.direct_index_writes_per_call
-    )
-    direct = [
+    direct = direct_writes_per_call(inputs)
+    direct_lines = [
         Line(
             "DynamoDB",
-            "counter UpdateItems and index copies, per call",
-            direct_writes / 1e6,
+            f"item and index writes per call ({direct:.1f})",
+            inputs.calls_per_month * direct / 1e6,
             prices.dynamodb_writes,
         ),
         *shared_dynamodb_lines(inputs, prices),
-        *authorizer_lines(inputs, prices, ms=inputs.direct_authorizer_ms),
-        *cloudwatch_lines(inputs, prices, consumer=False),
+        *lambda_lines(inputs, prices, ms=inputs.direct_authorizer_ms),
+        *cloudwatch_lines(replace(inputs, access_logs=False), prices, consumer=False),
         *messaging_lines(inputs, prices)[1:],  # no dead letters: a failed write is lost or retried
     ]
-    not_authorizer = [line for line in design.lines if line.service != "Lambda"]
-    edge = [*authorizer_lines(inputs, prices, edge=True), *not_authorizer]
+    not_authorizer = [line for line in design.lines if not line.item.startswith("authorizer ")]
+    edge = [*lambda_lines(inputs, prices, edge=True)[:2], *not_authorizer]
     return [
         Alternative(
             "design document's estimate",
@@ -578,10 +965,10 @@ def alternatives(inputs: CostInputs, prices: PriceTable = PRICES) -> list[Altern
         ),
         Alternative(
             "direct DynamoDB writes from the authorizer",
-            tuple(direct),
+            tuple(direct_lines),
             keeps_replay=False,
-            note="no stream, no consumer: nothing to replay, a retried write counts twice, and the GLOBAL"
-            " minute item takes every call (one partition: about 1,000 writes/s)",
+            note="no stream, no consumer: nothing to replay, a retried write counts twice, no access-log"
+            " analytics, and the GLOBAL minute item takes every call (one partition: about 1,000 writes/s)",
         ),
         Alternative(
             "metering in Lambda@Edge",
@@ -600,61 +987,85 @@ class Cheapest:
     skipped: tuple[str, ...] = field(default=())
 
 
+# Knobs the search turns; what it keeps: every feature, 7 days of stream, the peak the stage admits.
+TASK_SIZES: tuple[tuple[float, float], ...] = (
+    (0.25, 0.5),
+    (0.25, 1.0),
+    (0.5, 1.0),
+    (0.5, 2.0),
+    (1.0, 2.0),
+    (2.0, 4.0),
+)
+FLUSH_INTERVALS = (5.0, 10.0, 30.0, 60.0)
+SEARCHED = (
+    "stream_mode",
+    "shards",
+    "architecture",
+    "fargate_tasks",
+    "fargate_vcpu",
+    "fargate_gb",
+    "flush_interval_seconds",
+    "consumer_metrics",
+    "kcl_metrics_level",
+    "container_insights",
+    "lambda_platform_logs",
+    "daemon_info_logs",
+    "retention_days",
+)
+
+
 def cheapest_with_replay(inputs: CostInputs, prices: PriceTable = PRICES) -> Cheapest:
-    """Search stream mode, shards, architecture, task size and publishing mode; keep 7 days."""
+    """The cheapest deployment of `inputs`' traffic and features that keeps 7 days of stream."""
     validate(inputs)
     base = replace(inputs, retention_days=max(inputs.retention_days, REPLAY_DAYS))
     reference = {_key(line) for line in breakdown(replace(base, stream_mode="provisioned"), prices).unpriced}
     min_vcpu = inputs.peak_calls_per_second * CPU_HEADROOM / EVENTS_PER_VCPU_SECOND
-    needed = shards_needed(base)
-    shard_choices = range(1, max(4, needed) + 1)
     skipped: set[str] = set()
     best: Breakdown | None = None
-    modes: tuple[StreamMode, ...] = ("provisioned", "on-demand")
-    architectures: tuple[Architecture, ...] = ("x86_64", "arm64")
-    publishing_modes: tuple[Publishing, ...] = ("putmetricdata", "emf")
-    knobs = product(modes, shard_choices, architectures, TASK_SIZES, publishing_modes)
-    for mode, shards, arch, (vcpu, gb), publishing in knobs:
-        if mode == "provisioned" and shards < needed:
-            continue  # refuses events at the peak the stage admits
-        if mode == "on-demand" and shards != needed:
-            continue  # shards are not ours to choose there: price each on-demand candidate once
-        if gb < MIN_TASK_GB or vcpu < min_vcpu:
-            continue
-        candidate = breakdown(
-            replace(
-                base,
-                stream_mode=mode,
-                shards=shards,
-                architecture=arch,
-                fargate_vcpu=vcpu,
-                fargate_gb=gb,
-                publishing=publishing,
-            ),
-            prices,
-        )
-        missing = {_key(line) for line in candidate.unpriced} - reference
+    for candidate in _candidates(base, min_vcpu):
+        result = breakdown(candidate, prices)
+        missing = {_key(line) for line in result.unpriced} - reference
         if missing:
-            skipped.add(f"{mode}: no price for {', '.join(sorted(item for _, item in missing))}")
-            continue
-        if best is None or candidate.total_usd < best.total_usd:
-            best = candidate
+            skipped.add(
+                f"{candidate.stream_mode}: no price for {', '.join(sorted(item for _, item in missing))}"
+            )
+        elif best is None or result.total_usd < best.total_usd:
+            best = result
     if best is None:
         raise ValueError("no configuration fits the constraints")
     changes = {
         name: getattr(best.inputs, name)
-        for name in (
-            "stream_mode",
-            "shards",
-            "architecture",
-            "fargate_vcpu",
-            "fargate_gb",
-            "publishing",
-            "retention_days",
-        )
+        for name in SEARCHED
         if getattr(best.inputs, name) != getattr(inputs, name)
     }
     return Cheapest(best, changes, tuple(sorted(skipped)))
+
+
+def _candidates(base: CostInputs, min_vcpu: float) -> Iterator[CostInputs]:
+    needed = shards_needed(base)
+    modes: tuple[StreamMode, ...] = ("provisioned", "on-demand")
+    architectures: tuple[Architecture, ...] = ("x86_64", "arm64")
+    publishing: tuple[Publishing, ...] = ("api", "emf")
+    # More shards than the peak needs only cost more; on-demand opens its own.
+    knobs = product(modes, architectures, TASK_SIZES, FLUSH_INTERVALS, publishing)
+    for mode, arch, (vcpu, gb), flush, metrics in knobs:
+        candidate = replace(
+            base,
+            stream_mode=mode,
+            shards=needed if mode == "provisioned" else None,
+            architecture=arch,
+            fargate_tasks=1,
+            fargate_vcpu=vcpu,
+            fargate_gb=gb,
+            flush_interval_seconds=flush,
+            consumer_metrics=metrics,
+            kcl_metrics_level="NONE",
+            container_insights=False,
+            lambda_platform_logs=False,
+            daemon_info_logs=False,
+        )
+        if gb * 1024 >= task_mib(candidate) and vcpu >= min_vcpu:
+            yield candidate
 
 
 def _key(line: Line) -> tuple[str, str]:

@@ -6,7 +6,7 @@ recorded intent. Why that makes replays exact is explained in consumer/EXACTLY_O
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 from consumer.core.access_logs import ResponseEvent
 from consumer.core.aggregate import Aggregate, ItemKey, ItemUpdate
 from consumer.core.archive import pack
+from consumer.core.batch import Member
 from consumer.core.events import UsageEvent
 from consumer.core.routes import Routes
 from contract.table import ACTIVE_SINCE, ACTIVE_USERS, ARCHIVE_RETENTION, GLOBAL, archive_pk, archive_sk
@@ -122,6 +123,15 @@ def first_phase(batch: Batch) -> dict[ItemKey, ItemUpdate]:
     return {key: update for key, update in batch.aggregate.items.items() if key[0] != GLOBAL}
 
 
+# A batch is also sealed, at a record boundary, once it holds this many callers (archive pages: a
+# user's or an address's hour) or this many bytes of events: a flush's memory grows ~21 KiB per
+# caller and with the events it archives (bench/memory.py), so a window with 100k callers (2.3 GB),
+# or a catch-up after an outage, would otherwise hold them all at once. Both sit above what 10,000
+# events/s from 1,000 users put in one shard's 10 s window (~750 callers, ~20 MB): no added writes.
+MAX_BATCH_CALLERS = 2_000
+MAX_BATCH_BYTES = 32 * 2**20
+
+
 @dataclass(slots=True)
 class ShardAccumulator:
     """Collects a shard's records and seals them into batches at the right boundaries."""
@@ -130,8 +140,11 @@ class ShardAccumulator:
     start: str | None
     cut_points: list[str] = field(default_factory=list)
     routes: Routes = field(default_factory=Routes)
+    max_callers: int = MAX_BATCH_CALLERS
+    max_bytes: int = MAX_BATCH_BYTES
     _current: Aggregate = field(init=False)
     _records: int = 0
+    _bytes: int = 0  # of the events the current batch keeps for the archive
     _last: str | None = None
     _sealed: list[Batch] = field(default_factory=list)
 
@@ -176,22 +189,32 @@ class ShardAccumulator:
         event: UsageEvent | None = None,
         data: bytes = b"",
         responses: Sequence[ResponseEvent] = (),
+        events: Iterable[Member] = (),
     ) -> None:
         """Add one record at its position key: its usage `event` (and `data`, the record as sent, for
-        the archive), or the `responses` of its access logs; a record with nothing to count still
-        advances."""
+        the archive), the `events` of a usage batch (`decode_batch`'s), or the `responses`
+        of its access logs; a record with nothing to count still advances.
+
+        A record is added whole at its one position, so a replay cuts at the same record boundaries
+        and re-applies each batch with all of its events."""
         if not self.is_new(key):
             raise ValueError(f"{key} is not after the last record taken: check `is_new` first")
         while self.cut_points and key > self.cut_points[0]:
             self._seal_at_cut()
         if event is not None:
             self._current.add(event, data)
+            self._bytes += len(data)
+        for _, member, member_data in events:
+            self._current.add(member, member_data)
+            self._bytes += len(member_data)
         for response in responses:
             self._current.add_response(response)
         self._records += 1
         self._last = key
         if self.cut_points and key == self.cut_points[0]:
             self._seal_at_cut()
+        elif not self.cut_points and self._full():
+            self._seal()  # never while replaying: a replayed range is re-applied whole (see `seal`)
 
     def seal(self) -> None:
         """Close the current batch (flush due, or shutting down); does nothing while replaying.
@@ -226,3 +249,7 @@ class ShardAccumulator:
         batch_range = FlushRange(self.shard_id, self.start, self._last)
         self._sealed.append(Batch(batch_range, self._current, self._records))
         self.start, self._current, self._records = self._last, Aggregate(self.routes), 0
+        self._bytes = 0
+
+    def _full(self) -> bool:
+        return len(self._current.pages) >= self.max_callers or self._bytes >= self.max_bytes

@@ -35,7 +35,8 @@ from contract.table import ALERT_PREFIX, alert_key
 FIRING, RESOLVED = "FIRING", "RESOLVED"
 MESSAGE_VERSION = 1
 KEEP = timedelta(days=30)  # episodes stay listed (`metering alerts`) this long after their last change
-RESEND_AFTER = timedelta(seconds=10)  # a notification still pending this long was lost in a crash
+RESEND_AFTER = timedelta(seconds=10)
+KNOWN_LIMIT = 10_000  # a notification still pending this long was lost in a crash
 _REFUSED = "ConditionalCheckFailedException"
 _NAMES = {"#state": "state", "#value": "value"}
 
@@ -72,6 +73,8 @@ class DynamoDBAlerts:
                 opened = self._open(breach)
                 if opened is None:
                     self._extend(breach)
+                if len(self._known) >= KNOWN_LIMIT:  # bounded memory; forgetting costs a refused write
+                    self._known.clear()
                 self._known[key] = breach.window
                 if opened is not None:
                     self._fired(breach.rule)

@@ -3,9 +3,11 @@
 One SQS message per record, a JSON document (`version` 1) holding the record's original bytes
 (`data`, base64), its place in the stream (`shardId`, `sequenceNumber`, `subSequenceNumber`,
 `partitionKey`), `arrivedAt` (the approximate arrival time), `reason`, `detail`, `stream` and
-`application`. A message is at most 256 KiB (the SQS limit older queues still have). A record too
-big for that (a Kinesis record can be 1 MiB) keeps a prefix of its data, with `dataTruncated: true`
-and the whole record's `dataSha256`; `dataBytes` is always the original length.
+`application`. One bad part of a good record goes alone, its index beside the place: `logEvent`
+(a log event of an access-log record) or `batchEvent` (an event of a usage batch, `contract.batch`).
+A message is at most 256 KiB (the SQS limit older queues still have). A record too big for that (a
+Kinesis record can be 1 MiB) keeps a prefix of its data, with `dataTruncated: true` and the whole
+record's `dataSha256`; `dataBytes` is always the original length.
 
 Messages are buffered by `send` and written by `flush`, which the processor calls before any
 checkpoint passes them, riding out an SQS outage as a flush rides out a DynamoDB one. A replay
@@ -30,6 +32,7 @@ import orjson
 from consumer.aws import translated
 from consumer.core.events import InvalidEvent
 from consumer.errors import Misconfigured, SinkUnavailable
+from contract.batch import is_batch
 from contract.events import format_timestamp
 from contract.retry import Retry
 
@@ -46,8 +49,8 @@ T = TypeVar("T")
 # Characters SQS refuses in a message body (orjson already escapes the control characters).
 _UNSAFE = re.compile("[\ud800-\udfff\ufffe\uffff]")
 
-RecordId = tuple[str, str, int, int | None]  # shard, sequence, sub-sequence, log event (or None)
-LogEvent = tuple[int, bytes]  # a bad log event of an access-log record: its index, its JSON
+RecordId = tuple[str, str, int, int | None]  # shard, sequence, sub-sequence, part's index (or None)
+LogEvent = tuple[int, bytes]  # a bad part of a record (log event, batch event): its index, its JSON
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +70,13 @@ class DeadLetter:
     stream: str
     application: str
     log_event: int | None = None  # one log event of an access-log record: its index there
+    batch_event: int | None = None  # one event of a usage batch: its index there
 
     @property
     def record_id(self) -> RecordId:
-        """What identifies the record: two copies of one dead letter share it."""
-        return (self.shard_id, self.sequence_number, self.sub_sequence_number, self.log_event)
+        """What identifies the record (or its part): two copies of one dead letter share it."""
+        part = self.log_event if self.log_event is not None else self.batch_event
+        return (self.shard_id, self.sequence_number, self.sub_sequence_number, part)
 
     def to_message(self, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
         """The message body, at most `max_bytes`: the data is cut to a prefix if it must be."""
@@ -93,6 +98,8 @@ class DeadLetter:
         }
         if self.log_event is not None:
             document["logEvent"] = self.log_event
+        if self.batch_event is not None:
+            document["batchEvent"] = self.batch_event
         whole = orjson.dumps(document)
         if len(whole) <= max_bytes:
             return whole
@@ -124,7 +131,8 @@ class DeadLetter:
                 data_truncated=bool(document.get("dataTruncated", False)),
                 stream=str(document.get("stream", "")),
                 application=str(document.get("application", "")),
-                log_event=None if document.get("logEvent") is None else int(document["logEvent"]),
+                log_event=_index(document.get("logEvent")),
+                batch_event=_index(document.get("batchEvent")),
             )
         except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
             raise ValueError(f"not a dead-letter document: {exc}") from exc
@@ -139,8 +147,10 @@ def dead_letter(
     application: str,
     log_event: LogEvent | None = None,
 ) -> DeadLetter:
-    """A dead letter from an amazon_kclpy `Record` (or one log event of it) and the decoder's error."""
+    """A dead letter from an amazon_kclpy `Record` (or one part of it) and the decoder's error."""
     data: bytes = record.binary_data if log_event is None else log_event[1]
+    part = None if log_event is None else log_event[0]
+    in_batch = part is not None and is_batch(record.binary_data)
     arrived = datetime.fromtimestamp(int(record.timestamp_millis) / 1000, UTC)
     return DeadLetter(
         shard_id=shard_id,
@@ -155,7 +165,8 @@ def dead_letter(
         data_truncated=False,
         stream=stream,
         application=application,
-        log_event=None if log_event is None else log_event[0],
+        log_event=None if in_batch else part,
+        batch_event=part if in_batch else None,
     )
 
 
@@ -240,6 +251,7 @@ class SqsDeadLetters:
             sequence=letter.sequence_number,
             sub_sequence=letter.sub_sequence_number,
             log_event=letter.log_event,
+            batch_event=letter.batch_event,
             reason=letter.reason,
             detail=letter.detail[:300],
             bytes=letter.data_bytes,
@@ -287,6 +299,10 @@ class SqsDeadLetters:
             self._refusals.call(send)
         except _Refused as exc:
             raise SinkUnavailable(f"SendMessageBatch: {exc} after {_SEND_ATTEMPTS} tries") from exc
+
+
+def _index(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _safe(text: str) -> str:

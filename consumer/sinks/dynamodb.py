@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
@@ -40,6 +41,8 @@ from contract.table import (
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+# Counters per UpdateItem: well under DynamoDB's 300 operators and 4 KB per expression (`parts`).
+MAX_ADDS_PER_UPDATE = 100
 # Concurrent writers of one TOTAL item may move its firstSeen/lastSeen between our tries; rare.
 _SEEN_ATTEMPTS = 4
 _REFUSED = "ConditionalCheckFailedException"
@@ -189,9 +192,14 @@ class DynamoDBSink:
                 raise
 
     def _apply(self, key: ItemKey, update: ItemUpdate, flush_range: FlushRange) -> ItemResult:
+        """One item's update, in as many parts as DynamoDB's expression limits need (`parts`)."""
+        results = [self._apply_part(key, part, flush_range, n) for n, part in enumerate(parts(update))]
+        return ItemResult(any(result.applied for result in results), results[-1].values)
+
+    def _apply_part(self, key: ItemKey, update: ItemUpdate, flush_range: FlushRange, part: int) -> ItemResult:
         old: dict[str, Any] | None = None  # the item as a refused update read it back
         for _ in range(_SEEN_ATTEMPTS):
-            request = _item_update(key, update, flush_range, old)
+            request = _item_update(key, update, flush_range, old, part)
             with translated(f"updating {key}"):
                 try:
                     reply = self._client.update_item(
@@ -204,7 +212,7 @@ class DynamoDBSink:
                     if aws_error_code(exc) != _REFUSED:
                         raise
                     old = cast(dict[str, Any], exc.response.get("Item")) or self._read(key)
-                    if _applied(old, flush_range):
+                    if _applied(old, flush_range, part):
                         return ItemResult(False, _plain(old))  # this shard wrote this range here: a replay
                     continue  # refused by firstSeen/lastSeen or a full set only: retry without those
             self._faults.hit("item-written")
@@ -220,6 +228,7 @@ class DynamoDBSink:
         }
         with translated("writing an archive page"):
             self._client.put_item(TableName=self._table, Item=item)
+        self._faults.hit("page-written")
 
     def _read(self, key: ItemKey) -> dict[str, Any]:
         """The item as it is now, for a store that returns nothing with a refused condition."""
@@ -238,9 +247,25 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _applied(item: dict[str, Any], flush_range: FlushRange) -> bool:
-    applied_to = item.get(watermark(flush_range.shard_id), {}).get("S")
+def _applied(item: dict[str, Any], flush_range: FlushRange, part: int = 0) -> bool:
+    applied_to = item.get(watermark(flush_range.shard_id, part), {}).get("S")
     return applied_to is not None and applied_to >= flush_range.end
+
+
+def parts(update: ItemUpdate) -> list[ItemUpdate]:
+    """An item's update cut to DynamoDB's expression limits (300 operators, 4 KB per expression).
+
+    An endpoint's hour can hold hundreds of latency-histogram counters, a GLOBAL hour hundreds of
+    endpoints: one update over the limit is refused every time, and would stop the shard. Each part
+    has its own watermark (`watermark(shard, part)`), so each is applied exactly once on its own.
+    The cut depends only on the update, so a replay of the range cuts it the same way.
+    """
+    counters = sorted(update.adds.items())
+    if len(counters) <= MAX_ADDS_PER_UPDATE:
+        return [update]
+    chunks = [counters[i : i + MAX_ADDS_PER_UPDATE] for i in range(0, len(counters), MAX_ADDS_PER_UPDATE)]
+    first = replace(update, adds=dict(chunks[0]))
+    return [first] + [ItemUpdate(adds=dict(chunk)) for chunk in chunks[1:]]
 
 
 class _Expression:
@@ -275,11 +300,15 @@ class _Expression:
 
 
 def _item_update(
-    key: ItemKey, update: ItemUpdate, flush_range: FlushRange, old: dict[str, Any] | None = None
+    key: ItemKey,
+    update: ItemUpdate,
+    flush_range: FlushRange,
+    old: dict[str, Any] | None = None,
+    part: int = 0,
 ) -> dict[str, Any]:
-    """The UpdateItem of one item; `old`, the item read back after a refusal, moves only what must."""
+    """The UpdateItem of one item or part; `old`, the item read back after a refusal, moves only what must."""
     e = _Expression()
-    mark, end = e.name(watermark(flush_range.shard_id)), e.value({"S": flush_range.end})
+    mark, end = e.name(watermark(flush_range.shard_id, part)), e.value({"S": flush_range.end})
     e.sets.append(f"{mark} = {end}")
     e.conditions.append(f"(attribute_not_exists({mark}) OR {mark} < {end})")
     e.adds += [f"{e.name(name)} {e.value({'N': str(amount)})}" for name, amount in update.adds.items()]

@@ -6,9 +6,9 @@ when a message comes back all the same). Every message they keep is then made vi
 once (ChangeMessageVisibility 0): `list` changes nothing but each message's receive count.
 
 A replay after a crash can dead-letter one record twice. Messages are grouped by the record's
-position (shard, sequence, sub-sequence): `list` shows each record once with its copies, and
-`redrive` puts each record back once, then deletes all its copies; of a record still bad, it
-keeps one copy and deletes the others.
+position (shard, sequence, sub-sequence, and the index of a log event or a batch's event): `list`
+shows each record once with its copies, and `redrive` puts each record back once, then deletes all
+its copies; of a record still bad, it keeps one copy and deletes the others.
 
 The copies are deleted only after PutRecords accepted the record, so a crash between the two puts
 the record again on the next run. It is counted once all the same: every re-driven record carries
@@ -31,11 +31,13 @@ from rich.table import Table
 
 from consumer import aws
 from consumer.core.access_logs import decode_log_record
-from consumer.core.events import InvalidEvent, decode_event, utc_now
+from consumer.core.batch import decode_batch
+from consumer.core.events import InvalidEvent, Reason, decode_event, utc_now
 from consumer.errors import MeteringError
 from consumer.faults import FaultPoints
 from consumer.settings import ConsumerSettings
 from consumer.sinks.dead_letters import DeadLetter, RecordId, pack_batches, queue_url
+from contract.batch import encode_batch, is_batch
 from contract.events import origin_id
 from contract.retry import Retry
 
@@ -212,6 +214,9 @@ def render_list(received: Pass) -> Table:
         sequence = letter.sequence_number
         if letter.sub_sequence_number:
             sequence += f"/{letter.sub_sequence_number}"
+        part = letter.record_id[3]
+        if part is not None:  # one log event, or one event of a batch
+            sequence += f" #{part}"
         table.add_row(
             letter.arrived_at,
             letter.shard_id,
@@ -277,9 +282,10 @@ def redrive(
 def redriven_data(letter: DeadLetter, at: datetime) -> bytes:
     """The record as it goes back, carrying `redriveOrigin`: the first place it was dead-lettered from
     (a record re-driven before keeps its origin), so that the consumer counts it once however many
-    times it is put back. A usage event goes back with the field added; a log event goes back in an
-    envelope of its own, as CloudWatch Logs would send it. `StillBad` if the current decoder refuses
-    it in that form.
+    times it is put back. A usage event (alone, or one event of a batch) goes back with the field
+    added; a log event goes back in an envelope of its own, as CloudWatch Logs would send it; a usage
+    batch dead-lettered whole goes back as a batch, each event carrying its own origin (the record's
+    and its index). `StillBad` if the current decoder refuses it in that form.
     """
     if letter.data_truncated:
         raise StillBad(letter.reason, f"only a prefix of the {letter.data_bytes} bytes was kept")
@@ -287,13 +293,36 @@ def redriven_data(letter: DeadLetter, at: datetime) -> bytes:
     try:
         if letter.log_event is not None:
             return _log_envelope(letter.data, origin, at)
+        if letter.batch_event is None and is_batch(letter.data):
+            return _batch_back(letter, at)
         decode_event(letter.data, at)
-        document = msgspec.json.decode(letter.data)  # keeps every field as sent (wide integers too)
-        document.setdefault("redriveOrigin", origin)
-        data = msgspec.json.encode(document)
+        data = _with_origin(letter.data, origin)
         decode_event(data, at)
     except InvalidEvent as error:
         raise StillBad(str(error.reason), error.detail) from None
+    return data
+
+
+def _with_origin(event: bytes, origin: str) -> bytes:
+    """A usage event with `redriveOrigin` added, unless it has one (it keeps its first origin)."""
+    document = msgspec.json.decode(event)  # keeps every field as sent (wide integers too)
+    document.setdefault("redriveOrigin", origin)
+    return msgspec.json.encode(document)
+
+
+def _batch_back(letter: DeadLetter, at: datetime) -> bytes:
+    """A batch dead-lettered whole (the decoder failed on it), as it goes back: still bad unless every
+    event of it counts now, or if its events no longer fit one batch with their origins."""
+    place = (letter.shard_id, letter.sequence_number, letter.sub_sequence_number)
+    batch = decode_batch(letter.data, at)
+    if batch.rejected:
+        index, error, _ = batch.rejected[0]
+        raise InvalidEvent(error.reason, f"event {index}: {error.detail}")
+    try:
+        data = encode_batch([_with_origin(raw, origin_id(*place, index)) for index, _, raw in batch.events])
+    except ValueError as exc:
+        raise InvalidEvent(Reason.BATCH_INVALID, f"cannot be put back with its origins: {exc}") from None
+    decode_batch(data, at)
     return data
 
 

@@ -96,6 +96,9 @@ class ReplayPlan:
     stream: str
     table: str
     window: CountingWindow
+    # Read everything the stream still holds, not from the window's start: for a window older than
+    # the retention whose events arrived late (re-drives, a producer that was down).
+    whole_stream: bool = False
 
     @property
     def read_from(self) -> datetime:
@@ -104,16 +107,24 @@ class ReplayPlan:
 
     @property
     def application_name(self) -> str:
-        identity = "\n".join(
-            (self.stream, format_timestamp(self.window.start), format_timestamp(self.window.end), self.table)
+        parts = (
+            self.stream,
+            format_timestamp(self.window.start),
+            format_timestamp(self.window.end),
+            self.table,
         )
+        identity = "\n".join(parts + (("whole stream",) if self.whole_stream else ()))
         return APPLICATION_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:12]
 
     def daemon_overrides(self) -> dict[str, str | None]:
-        return {
+        start = {"initialPositionInStream": "TRIM_HORIZON", "initialPositionInStreamExtended": None}
+        if not self.whole_stream:
             # 3.1.3 takes the timestamp in epoch seconds; initialPositionInStream would contradict it.
-            "initialPositionInStream": None,
-            "initialPositionInStreamExtended": str(int(self.read_from.timestamp())),
+            start = {
+                "initialPositionInStream": None,
+                "initialPositionInStreamExtended": str(int(self.read_from.timestamp())),
+            }
+        return start | {
             # On SIGTERM the KCL waits for its leases to expire after the final flush: one worker
             # needs no long failover, and a shorter one ends the replay ~5 s sooner.
             "failoverTimeMillis": "5000",
@@ -123,7 +134,8 @@ class ReplayPlan:
     def resume_command(self) -> str:
         """The command that resumes this very replay (relative times such as `2h` would move)."""
         window = f"--from {format_timestamp(self.window.start)} --to {format_timestamp(self.window.end)}"
-        return f"metering replay {window} --into {self.table}"
+        whole = " --whole-stream" if self.whole_stream else ""
+        return f"metering replay {window} --into {self.table}{whole}"
 
     def child_env(self, progress_dir: Path) -> dict[str, str]:
         """The settings of the replay's daemon and record processors (see `consumer.settings`)."""
@@ -146,6 +158,7 @@ def plan_replay(
     end: datetime,
     now: datetime,
     retention: timedelta,
+    whole_stream: bool = False,
 ) -> ReplayPlan:
     if table == live_table:
         raise MeteringError(f"--into {table} is the live analytics table: replay into a separate table")
@@ -155,11 +168,12 @@ def plan_replay(
         window = CountingWindow(_millis(start), _millis(end))
     except ValueError as exc:
         raise MeteringError(f"--from/--to: {exc}") from exc
-    plan = ReplayPlan(stream, table, window)
-    if plan.read_from < now - retention + RETENTION_MARGIN:
+    plan = ReplayPlan(stream, table, window, whole_stream)
+    if not whole_stream and plan.read_from < now - retention + RETENTION_MARGIN:
         raise MeteringError(
             f"--from {format_timestamp(start)}: the stream keeps {retention} and reading starts "
-            f"{MAX_CLOCK_SKEW} earlier, so part of the window may be trimmed already"
+            f"{MAX_CLOCK_SKEW} earlier, so part of the window may be trimmed already (events of it "
+            "that arrived late are still there: --whole-stream reads everything the stream holds)"
         )
     return plan
 
@@ -195,6 +209,7 @@ def replay(
     into: str,
     fresh: bool = False,
     timeout: float = 0,
+    whole_stream: bool = False,
     report: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
 ) -> ReplaySummary:
     """Run the replay until every shard has been read to where the stream was when it started."""
@@ -217,14 +232,16 @@ def replay(
         end=window_end,
         now=now,
         retention=retention,
+        whole_stream=whole_stream,
     )
     if fresh:
         _start_over(dynamodb, plan, report)
     _prepare_table(dynamodb, plan)
     open_shards = sorted(shard["ShardId"] for shard in aws.open_shards(kinesis, settings.stream_name))
+    origin = "their oldest record" if whole_stream else format_timestamp(plan.read_from)
     report(
         f"replaying {plan.window} into {into}: reading "
-        f"{len(open_shards)} shards from {format_timestamp(plan.read_from)} as {plan.application_name}"
+        f"{len(open_shards)} shards from {origin} as {plan.application_name}"
     )
     with tempfile.TemporaryDirectory(prefix="metering-replay-") as workdir:
         progress = ProgressFiles(Path(workdir))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import hashlib
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,10 +12,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from authorizer.events import partition_key
 from authorizer.keystore import create_key
 from authorizer.producer import KinesisProducer
 from authorizer.tables import table_specs, ttl_specs
 from consumer.testing import FakeClock
+from tests.records import record_events
 
 KEYS_TABLE = "complical-api-keys-test"
 LIMITS_TABLE = "complical-rate-limits-test"
@@ -30,14 +32,29 @@ class Aws:
     kinesis: Any
 
     def read_stream(self, stream: str = STREAM) -> list[dict[str, Any]]:
+        """Every event on the stream, with the partition key it is sent by (`partitionKey`).
+
+        A batch record goes under its first event's key, and each of its events belongs to the
+        shard that holds it: each event's own key hashes into that shard's range, as a record of
+        its own would have."""
         events: list[dict[str, Any]] = []
         for shard in self.kinesis.list_shards(StreamName=stream)["Shards"]:
             iterator = self.kinesis.get_shard_iterator(
                 StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
             )["ShardIterator"]
-            records = self.kinesis.get_records(ShardIterator=iterator, Limit=10_000)["Records"]
-            events.extend({"partitionKey": r["PartitionKey"], **json.loads(r["Data"])} for r in records)
+            span = range(
+                int(shard["HashKeyRange"]["StartingHashKey"]), int(shard["HashKeyRange"]["EndingHashKey"]) + 1
+            )
+            for record in self.kinesis.get_records(ShardIterator=iterator, Limit=10_000)["Records"]:
+                batch = [{"partitionKey": partition_key(e), **e} for e in record_events(record["Data"])]
+                assert record["PartitionKey"] == batch[0]["partitionKey"]
+                assert all(_hashed(event["partitionKey"]) in span for event in batch)
+                events += batch
         return events
+
+
+def _hashed(partition_key: str) -> int:
+    return int(hashlib.md5(partition_key.encode()).hexdigest(), 16)
 
 
 @pytest.fixture(autouse=True)

@@ -317,7 +317,11 @@ def test_stack_stream_and_queue_match_what_provision_creates(stack: dict[str, An
     settings = ConsumerSettings.from_env({"ENVIRONMENT": "test"})
     stream = _resource(stack, "UsageStream")
     assert _named(stream["Name"]) == settings.stream_name
-    assert stream["ShardCount"] == STREAM_SHARDS
+    # provisioned by default, with the shards `metering provision` creates
+    assert stream["StreamModeDetails"] == {"StreamMode": {"Ref": "StreamMode"}}
+    assert stack["Parameters"]["StreamMode"]["Default"] == "PROVISIONED"
+    assert stream["ShardCount"] == {"Fn::If": ["Provisioned", {"Ref": "ShardCount"}, {"Ref": "AWS::NoValue"}]}
+    assert stack["Parameters"]["ShardCount"]["Default"] == STREAM_SHARDS
     assert stream["RetentionPeriodHours"] == STREAM_RETENTION_HOURS
     assert stream["StreamEncryption"] == {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"}
     queue = _resource(stack, "DeadLetterQueue")
@@ -372,7 +376,8 @@ def test_stack_lets_the_consumer_manage_the_kcl_tables(stack: dict[str, Any]) ->
 
 
 def test_stack_keeps_the_desired_count_during_deployments(stack: dict[str, Any]) -> None:
-    """Two tasks by default; a deployment starts new tasks before it stops old ones."""
-    assert stack["Parameters"]["DesiredCount"]["Default"] == 2
+    """Two tasks by default (and at least); a deployment starts new tasks before it stops old ones."""
+    assert stack["Parameters"]["MinTasks"]["Default"] == 2
+    assert _resource(stack, "Service")["DesiredCount"] == {"Ref": "MinTasks"}
     deployment = _resource(stack, "Service")["DeploymentConfiguration"]
     assert (deployment["MinimumHealthyPercent"], deployment["MaximumPercent"]) == (100, 200)

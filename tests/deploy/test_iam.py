@@ -31,10 +31,23 @@ def _resources(template: str) -> dict[str, Any]:
     return resources
 
 
+def _statements(policy: dict[str, Any]) -> list[dict[str, Any]]:
+    """A policy's statements; one under `!If [condition, statement, AWS::NoValue]` counts (the most
+    a role may be allowed)."""
+    statements = []
+    for listed in policy["PolicyDocument"]["Statement"]:
+        statement = listed
+        if "Fn::If" in listed:
+            _condition, statement, otherwise = listed["Fn::If"]
+            assert otherwise == {"Ref": "AWS::NoValue"}
+        statements.append(statement)
+    return statements
+
+
 def _allowed(template: str, role: str) -> set[str]:
     actions: set[str] = set()
     for policy in _resources(template)[role]["Properties"].get("Policies", []):
-        for statement in policy["PolicyDocument"]["Statement"]:
+        for statement in _statements(policy):
             assert statement["Effect"] == "Allow"
             listed = statement["Action"]
             actions |= {listed} if isinstance(listed, str) else set(listed)

@@ -17,13 +17,14 @@ import boto3
 import pytest
 
 from consumer.core.access_logs import ResponseEvent, decode_log_record, is_gzip
-from consumer.core.events import UsageEvent, decode_event
+from consumer.core.events import UsageEvent
 from consumer.settings import ConsumerSettings
 from contract.access_logs import SUBSCRIPTION_FILTER
 from contract.environment import access_log_group
 from contract.events import EventType
 from metering.commands.provision import provision
 from metering.commands.simulate import ROUTES, Summary, simulate
+from tests.records import usage_events
 
 # Usage event type -> the statuses API Gateway answers for it.
 STATUS_OF = {EventType.API_AUTH_FAILED: {401}, EventType.API_RATE_LIMITED: {429}}
@@ -114,7 +115,9 @@ def test_the_lines_carry_the_authorizers_decision_and_realistic_latencies(
     summary, records = run
     usage: dict[str | None, UsageEvent] = {
         event.request_id: event
-        for event in (decode_event(data, datetime.now(UTC)) for data in records if not is_gzip(data))
+        for data in records
+        if not is_gzip(data)
+        for event in usage_events(data, datetime.now(UTC))
     }
     responses = _responses([data for data in records if is_gzip(data)])
     assert {r.request_id for r in responses} == set(usage)  # the same requests, seen twice

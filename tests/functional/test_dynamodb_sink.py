@@ -15,12 +15,13 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from consumer.core.access_logs import decode_access_log_line
 from consumer.core.aggregate import Aggregate
 from consumer.core.events import decode_event
 from consumer.core.flush import Batch, FlushRange, Position
 from consumer.errors import SinkUnavailable
 from consumer.sinks.dynamodb import DynamoDBSink
-from consumer.testing import event
+from consumer.testing import access_log_line, event
 from contract.table import analytics_table_spec, read_counters
 
 TABLE = "analytics"
@@ -111,3 +112,52 @@ def test_a_replay_is_skipped_where_refusals_come_without_the_item(dynamodb: Any)
     sink.write(_batch(None, 3))
     sink.write(_batch(None, 3))
     assert _calls(dynamodb) == 3
+
+
+class _ExpressionLimits:
+    """DynamoDB's own limits on one UpdateItem: 4 KB per expression, 300 operators (about one per
+    clause here); the emulator does not enforce them. Crashes once after `crash_after` part updates."""
+
+    def __init__(self, client: Any, crash_after: int | None = None) -> None:
+        self._client, self._crash_after, self.updates = client, crash_after, 0
+
+    def update_item(self, **request: Any) -> Any:
+        expression = request.get("UpdateExpression", "")
+        assert len(expression.encode()) <= 4096 and expression.count(":v") <= 300, "over DynamoDB's limits"
+        self.updates += 1
+        if self._crash_after is not None and self.updates > self._crash_after:
+            self._crash_after = None
+            raise ClientError({"Error": {"Code": "InternalServerError"}}, "UpdateItem")
+        return self._client.update_item(**request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def _wide_latencies(count: int) -> Batch:
+    """Responses of one endpoint and minute whose latencies fill hundreds of histogram buckets."""
+    aggregate = Aggregate()
+    for n in range(count):
+        line = access_log_line(NOW, responseLatency=str(1 + n * 37), integrationLatency=str(1 + n * 23))
+        aggregate.add_response(decode_access_log_line(orjson.dumps(line), NOW))
+    return Batch(FlushRange(SHARD, None, Position("1").key()), aggregate, 1)
+
+
+def test_an_item_with_hundreds_of_counters_is_written_in_parts_each_exactly_once(dynamodb: Any) -> None:
+    """One update over DynamoDB's expression limits would be refused at every replay and stop the
+    shard; its parts, each with its own watermark, stay exact through a crash between them."""
+    batch = _wide_latencies(600)
+    endpoint_hour = next(k for k in batch.aggregate.items if k[0].startswith("ENDPOINT#") and "HOUR#" in k[1])
+    assert len(batch.aggregate.items[endpoint_hour].adds) > 300  # one update could not hold them
+    limited = _ExpressionLimits(dynamodb, crash_after=5)
+    sink = DynamoDBSink(limited, TABLE, "app", concurrency=1, retry_for=0)
+    sink.claim(SHARD)
+    with pytest.raises(SinkUnavailable):
+        sink.write(batch)  # crashed between two parts of one item
+    sink.write(batch)  # the replay
+    sink.write(batch)  # and another
+    item = dynamodb.get_item(
+        TableName=TABLE, Key={"pk": {"S": endpoint_hour[0]}, "sk": {"S": endpoint_hour[1]}}
+    )["Item"]
+    counters = {name: int(value["N"]) for name, value in item.items() if "N" in value and name != "expiresAt"}
+    assert counters == batch.aggregate.items[endpoint_hour].adds

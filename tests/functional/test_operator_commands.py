@@ -20,6 +20,7 @@ from consumer.sinks.dynamodb import DynamoDBSink
 from consumer.testing import event
 from metering.cli import main
 from metering.commands.usage import parse_window, render
+from tests.records import usage_events
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def _run(*argv: str) -> int:
 
 
 def _stream_records(stream: str) -> list[bytes]:
-    """The usage events on the stream (the access-log subscription's gzip records left out)."""
+    """The usage records on the stream (the access-log subscription's gzip records left out)."""
     kinesis = boto3.client("kinesis")
     data: list[bytes] = []
     for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
@@ -72,9 +73,8 @@ def test_simulate_emits_contract_events_the_consumer_accepts(aws: ConsumerSettin
     """Every event the real authorizer emits during a simulation decodes as a valid v1 event."""
     assert _run("provision") == 0
     assert _run("simulate", "--rate", "400", "--duration", "0.5", "--users", "5", "--seed", "3") == 0
-    records = _stream_records(aws.stream_name)
-    assert len(records) == 200
-    events = [decode_event(data, datetime.now(UTC)) for data in records]
+    events = [e for data in _stream_records(aws.stream_name) for e in usage_events(data, datetime.now(UTC))]
+    assert len(events) == 200
     assert {e.event_type.value for e in events} >= {"API_CALL", "API_AUTH_FAILED"}
     assert all(e.user_email for e in events if e.event_type.value == "API_CALL")
 
@@ -88,7 +88,7 @@ def test_simulate_sends_with_keys_made_by_metering_keys(
     printed = capsys.readouterr().out.splitlines()
     secret = next(line.split()[1] for line in printed if line.startswith("secret:"))
     assert _run("simulate", "--rate", "200", "--duration", "0.5", "--users", "0", "--key", secret) == 0
-    events = [decode_event(data, datetime.now(UTC)) for data in _stream_records(aws.stream_name)]
+    events = [e for data in _stream_records(aws.stream_name) for e in usage_events(data, datetime.now(UTC))]
     assert {e.user_email for e in events if e.event_type.value == "API_CALL"} == {"ops@example.com"}
     assert _run("keys", "list") == 0
     assert "active" in capsys.readouterr().out

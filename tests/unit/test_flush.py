@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
+from consumer.core.events import UsageEvent, decode_event
 from consumer.core.flush import FlushRange, Position, ShardAccumulator
+from consumer.testing import event
 
 sequences = st.integers(min_value=0, max_value=10**60)
 positions = st.builds(Position, sequences.map(str), st.integers(0, 10**6))
@@ -87,3 +92,40 @@ def test_caught_up_drops_a_cut_no_record_will_reach() -> None:
     accumulator.caught_up()
     accumulator.seal()
     assert [b.records for b in accumulator.take_sealed()] == [1]
+
+
+def _event_of(user: int) -> tuple[UsageEvent, bytes]:
+    data = orjson.dumps(event(email=f"user{user}@example.com"))
+    return decode_event(data, datetime(2026, 11, 25, tzinfo=UTC)), data
+
+
+def test_a_batch_is_sealed_at_a_record_boundary_once_it_holds_enough_callers() -> None:
+    """A window with more callers than the bound flushes in batches of at most that many (memory)."""
+    accumulator = ShardAccumulator("s", None, max_callers=2)
+    for sequence, user in enumerate((1, 1, 2, 3, 4, 5), start=1):
+        accumulator.add(Position(str(sequence)).key(), *_event_of(user))
+    accumulator.seal()
+    batches = accumulator.take_sealed()
+    assert [b.records for b in batches] == [3, 2, 1]
+    assert [len(b.aggregate.pages) for b in batches] == [2, 2, 1]
+    assert [b.range.start for b in batches] == [None, batches[0].range.end, batches[1].range.end]
+
+
+def test_a_batch_is_sealed_once_it_keeps_enough_bytes_for_the_archive() -> None:
+    """One busy caller cannot pile up events without bound either."""
+    event_bytes = len(_event_of(1)[1])
+    accumulator = ShardAccumulator("s", None, max_bytes=3 * event_bytes)
+    for sequence in range(1, 8):
+        accumulator.add(Position(str(sequence)).key(), *_event_of(1))
+    assert [b.records for b in accumulator.take_sealed()] == [3, 3]
+    assert accumulator.pending_records == 1
+
+
+def test_a_replay_is_not_sealed_by_size_either() -> None:
+    """A half-applied range is re-applied whole, however many callers it holds."""
+    end = Position("9").key()
+    accumulator = ShardAccumulator.resume("s", None, FlushRange("s", None, end))
+    accumulator.max_callers = 1
+    for sequence, user in ((3, 1), (6, 2), (9, 3)):
+        accumulator.add(Position(str(sequence)).key(), *_event_of(user))
+    assert [(b.records, b.range) for b in accumulator.take_sealed()] == [(3, FlushRange("s", None, end))]

@@ -133,6 +133,19 @@ def test_plan_refuses_a_window_the_stream_may_have_trimmed() -> None:
     assert _plan(NOW - WEEK + timedelta(minutes=20), NOW).window.end == NOW.replace(microsecond=123000)
 
 
+def test_a_whole_stream_replay_counts_an_old_window_from_the_streams_oldest_record() -> None:
+    """Events of a month ago that arrived late are still in the stream: read it all, count the window."""
+    start = NOW - timedelta(days=30)
+    plan = plan_replay(
+        stream="s", table="audit", live_table="live", start=start, end=start + timedelta(hours=1),
+        now=NOW, retention=WEEK, whole_stream=True,
+    )  # fmt: skip
+    assert plan.daemon_overrides()["initialPositionInStream"] == "TRIM_HORIZON"
+    assert plan.daemon_overrides()["initialPositionInStreamExtended"] is None
+    assert plan.resume_command.endswith("--into audit --whole-stream")
+    assert plan.application_name != ReplayPlan("s", "audit", plan.window).application_name
+
+
 def test_application_name_is_stable_and_unique_per_window_and_table() -> None:
     """The same replay finds its own leases again; another window or table gets other leases."""
     start, end = NOW - timedelta(hours=2), NOW - timedelta(hours=1)
