@@ -73,7 +73,7 @@ def child(result: Path, *, unbounded: bool) -> None:
 
     It never flushes on time (the interval is out of reach): everything stays pending until the
     daemon's shutdownRequested flushes it, the worst case for memory. `unbounded` lifts the batch
-    bounds (`consumer.core.flush.MAX_BATCH_CALLERS`, `MAX_BATCH_BYTES`), to see what they save.
+    bounds (`consumer.core.flush.MAX_FLUSH_CALLERS`, `MAX_FLUSH_BYTES`), to see what they save.
     """
     import structlog
     from prometheus_client import CollectorRegistry

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from amazon_kclpy.checkpoint_error import CheckpointError
 from amazon_kclpy.v3.processor import RecordProcessorBase
@@ -46,6 +46,7 @@ from contract.retry import Retry
 _LEASE_GONE = {"ShutdownException", "InvalidStateException"}
 RESPONSE = "RESPONSE"  # what the events metric calls an access log's response
 _CHECKPOINT_ATTEMPTS = 5
+_T = TypeVar("_T")
 
 
 class _LeaseGone(Exception):
@@ -270,15 +271,8 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
 
     def _responses(self, record: Any, data: bytes, key: str, now: datetime) -> list[ResponseEvent]:
         """The responses of an access-log record counted here; bad ones go to the dead letters."""
-        arrived = record.timestamp_millis
-        try:
-            logs = decode_log_record(data, _arrival(arrived) if arrived else now)
-        except InvalidEvent as error:
-            self._reject(record, error)
-            return []
-        except Exception as exc:  # a bug of ours must cost this record, never the shard
-            self._log.exception("decoder_failed", sequence=record.sequence_number)
-            self._reject(record, InvalidEvent(Reason.DECODER_ERROR, type(exc).__name__))
+        logs = self._decoded(record, decode_log_record, data, now)
+        if logs is None:
             return []
         responses = []
         for (index, decoded), raw in zip(logs.events, logs.raw_events, strict=True):
@@ -295,15 +289,8 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
     ) -> list[Member]:
         """The events of a usage batch counted here; a bad batch goes to the dead letters whole, a bad
         event of a good one alone, with its index (`decode_batch`)."""
-        arrived = record.timestamp_millis
-        try:
-            batch = decode_batch(data, _arrival(arrived) if arrived else now)
-        except InvalidEvent as error:
-            self._reject(record, error)
-            return []
-        except Exception as exc:  # a bug of ours must cost this record, never the shard
-            self._log.exception("decoder_failed", sequence=record.sequence_number)
-            self._reject(record, InvalidEvent(Reason.DECODER_ERROR, type(exc).__name__))
+        batch = self._decoded(record, decode_batch, data, now)
+        if batch is None:
             return []
         for index, invalid, raw in batch.rejected:
             self._reject(record, invalid, (index, raw))
@@ -329,20 +316,26 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
 
     def _countable(self, record: Any, data: bytes, now: datetime) -> UsageEvent | None:
         """The record's event if it is valid and counted here; bad records go to the dead letters."""
+        event = self._decoded(record, decode_event, data, now)
+        if event is None:
+            return None
+        return event if self._window is None or event.timestamp in self._window else None
+
+    def _decoded(
+        self, record: Any, decode: Callable[[bytes, datetime], _T], data: bytes, now: datetime
+    ) -> _T | None:
+        """`decode` of the record's data, or None with the record dead-lettered whole."""
         # "Too far in the future" is judged against the record's arrival in the stream, not our
         # clock, so that a replay days later makes exactly the same decision as the live run.
         arrived = record.timestamp_millis
-        reference = _arrival(arrived) if arrived else now
         try:
-            event = decode_event(data, reference)
+            return decode(data, _arrival(arrived) if arrived else now)
         except InvalidEvent as error:
             self._reject(record, error)
-            return None
         except Exception as exc:  # a bug of ours must cost this record, never the shard
             self._log.exception("decoder_failed", sequence=record.sequence_number)
             self._reject(record, InvalidEvent(Reason.DECODER_ERROR, type(exc).__name__))
-            return None
-        return event if self._window is None or event.timestamp in self._window else None
+        return None
 
     def _reject(self, record: Any, error: InvalidEvent, log_event: tuple[int, bytes] | None = None) -> None:
         self._metrics.rejected.labels(error.reason.value).inc()

@@ -75,7 +75,7 @@ class ConsumerSettings:
             metrics_port=read("METRICS_PORT", "9400", _port),
             cloudwatch_metrics=read("CLOUDWATCH_METRICS", "api", _one_of(MODES)),
             metrics_publish_seconds=read("METRICS_PUBLISH_SECONDS", "30", between(5, 300, " seconds")),
-            health_stall_seconds=read("HEALTH_STALL_SECONDS", "180", between(30, 3600, " seconds")),
+            health_stall_seconds=read("HEALTH_STALL_SECONDS", "180", between(10, 3600, " seconds")),
             alerts_topic_name=(
                 read("ALERTS_TOPIC_NAME", f"complical-usage-alerts-{environment}", resource_name)
                 if read("ALERTS_ENABLED", "true", boolean)

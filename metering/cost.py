@@ -397,8 +397,8 @@ class CostInputs:
     stream_mode: StreamMode = "provisioned"
     shards: int | None = None  # provisioned: None takes as many as the peak needs (`shards_needed`)
     retention_days: int = 7  # the replay window (ecs/consumer.yaml: RetentionPeriodHours 168)
-    events_per_record: float = 1.0  # usage event v1: one event per record ...
-    bytes_per_record: int = 420  # ... of ~420 B (contract/batch.py); set both to a batch's at the peak
+    events_per_record: float = 25.0  # usage batch v2 at the peak: the producer sends 25 events a record ...
+    bytes_per_record: int = 2_375  # ... of ~95 B each (bench/producer_formats.py); v1 records: 1 and 420
     access_logs: bool = True  # API Gateway access logs, through CloudWatch Logs, into the stream
     access_log_line_bytes: int = 400  # the stage's AccessLogSetting.Format, one JSON line per request
     access_log_lines_per_record: int = 100  # PLACEHOLDER: log events per subscription delivery
@@ -466,14 +466,15 @@ class CostInputs:
         )
 
 
-# What ecs/*.yaml, properties/ and the settings deploy today.
+# What ecs/*.yaml, properties/ and the settings deploy by default (tests/unit/test_cost.py reads
+# the templates' defaults against these).
 AS_DEPLOYED = CostInputs(
     shards=2,
     fargate_tasks=2,
-    fargate_vcpu=1.0,
-    fargate_gb=2.0,
+    fargate_vcpu=0.5,
+    fargate_gb=1.0,
     architecture="x86_64",
-    flush_interval_seconds=5.0,
+    flush_interval_seconds=60.0,
     consumer_metrics="api",
     kcl_metrics_level="SUMMARY",
     container_insights=True,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
+import boto3
 import pytest
 
 from metering import emulator as local_aws
@@ -23,3 +26,12 @@ def aws_env(emulator: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[s
     for name, value in emulator.items():
         monkeypatch.setenv(name, value)
     return dict(emulator)
+
+
+@pytest.fixture
+def stream(aws_env: dict[str, str]) -> tuple[Any, str]:
+    """A fresh two-shard Kinesis stream on the shared emulator, and a client for it."""
+    kinesis = boto3.client("kinesis")
+    name = f"reshard-{uuid.uuid4().hex[:8]}"
+    kinesis.create_stream(StreamName=name, ShardCount=2)
+    return kinesis, name

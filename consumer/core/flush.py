@@ -128,8 +128,8 @@ def first_phase(batch: Batch) -> dict[ItemKey, ItemUpdate]:
 # caller and with the events it archives (bench/memory.py), so a window with 100k callers (2.3 GB),
 # or a catch-up after an outage, would otherwise hold them all at once. Both sit above what 10,000
 # events/s from 1,000 users put in one shard's 10 s window (~750 callers, ~20 MB): no added writes.
-MAX_BATCH_CALLERS = 2_000
-MAX_BATCH_BYTES = 32 * 2**20
+MAX_FLUSH_CALLERS = 2_000
+MAX_FLUSH_BYTES = 32 * 2**20
 
 
 @dataclass(slots=True)
@@ -140,8 +140,8 @@ class ShardAccumulator:
     start: str | None
     cut_points: list[str] = field(default_factory=list)
     routes: Routes = field(default_factory=Routes)
-    max_callers: int = MAX_BATCH_CALLERS
-    max_bytes: int = MAX_BATCH_BYTES
+    max_callers: int = MAX_FLUSH_CALLERS
+    max_bytes: int = MAX_FLUSH_BYTES
     _current: Aggregate = field(init=False)
     _records: int = 0
     _bytes: int = 0  # of the events the current batch keeps for the archive

@@ -85,14 +85,6 @@ def test_an_sqs_long_poll_holds_up_no_other_request(table: tuple[Any, str]) -> N
 # -- Kinesis resharding ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def stream() -> tuple[Any, str]:
-    kinesis = boto3.client("kinesis")
-    name = f"reshard-{uuid.uuid4().hex[:8]}"
-    kinesis.create_stream(StreamName=name, ShardCount=2)
-    return kinesis, name
-
-
 def _put(kinesis: Any, stream: str, count: int) -> dict[str, tuple[str, str]]:
     """Put `count` records; each record's id -> (shard, sequence number) as PutRecords placed it."""
     ids = [uuid.uuid4().hex for _ in range(count)]

@@ -23,14 +23,6 @@ from metering.errors import CommandError
 pytestmark = pytest.mark.usefixtures("aws_env")
 
 
-@pytest.fixture
-def stream() -> tuple[Any, str]:
-    kinesis = boto3.client("kinesis")
-    name = f"reshard-{uuid.uuid4().hex[:8]}"
-    kinesis.create_stream(StreamName=name, ShardCount=2)
-    return kinesis, name
-
-
 def _put(kinesis: Any, stream: str, count: int) -> dict[str, str]:
     """Put `count` records; each record's id -> the shard PutRecords placed it on."""
     ids = [uuid.uuid4().hex for _ in range(count)]

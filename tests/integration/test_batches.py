@@ -19,7 +19,7 @@ from tests.integration.test_pipeline import make_events, wait_exact
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 RATE = float(os.environ.get("BATCH_RATE", "5000"))  # events/s
-SECONDS = float(os.environ.get("BATCH_SECONDS", "20"))
+SECONDS = float(os.environ.get("BATCH_SECONDS", "10"))
 
 
 def test_batches_at_rate_count_exactly_through_a_kill_9(stack: Stack) -> None:

@@ -175,13 +175,13 @@ def test_healthz_turns_503_while_a_flush_stalls_and_200_after(stack: Stack) -> N
     put_events(stack, events)
     consumer = stack.start_consumer(
         METRICS_PORT=str(port),
-        METERING_FAULT="item-written@1:stall=45",
-        HEALTH_STALL_SECONDS="30",
+        METERING_FAULT="item-written@1:stall=25",
+        HEALTH_STALL_SECONDS="12",
         WRITE_RETRY_SECONDS="5",
     )
     try:
         started = time.monotonic()
-        _wait_health(port, 503, 120)  # both shards' first flush hangs 45 s; 30 s is the limit
+        _wait_health(port, 503, 120)  # both shards' first flush hangs 25 s; 12 s is the limit
         stalled_after = time.monotonic() - started
         _wait_health(port, 200, 90)
         print(

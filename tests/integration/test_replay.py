@@ -26,6 +26,7 @@ from tests.integration.test_pipeline import (
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 REPLAY_APP = "complical-usage-replay-"
+APPLICATION = re.compile(r"\(KCL application (\S+)\)")
 SUMMARY = re.compile(r"^replayed .* into (\S+): (\d+) events counted, (\d+) items, ([\d.]+) s", re.MULTILINE)
 
 
@@ -118,8 +119,15 @@ def test_replay_of_a_window_into_a_fresh_table_equals_the_live_table(stack: Stac
         assert "resuming the replay of" in again.stderr
         after = table_items(stack, target)
         assert {k: counters(v) for k, v in after.items()} == {k: counters(v) for k, v in replayed.items()}
-        pages = stack.dynamodb.get_paginator("list_tables").paginate()  # the shared emulator holds >100
-        replay_leases = [t for page in pages for t in page["TableNames"] if t.startswith(REPLAY_APP)]
-        assert len(replay_leases) == 3  # its own lease, coordinator and worker-metrics tables
+        # It resumed as the same KCL application, whose tables are its lease, coordinator and
+        # worker-metrics ones (other tests' replays share the emulator: their names differ).
+        application = APPLICATION.search(first.stdout)
+        assert application and application.group(1).startswith(REPLAY_APP), first.stdout
+        assert f"(KCL application {application.group(1)})" in again.stdout
+        pages = stack.dynamodb.get_paginator("list_tables").paginate()  # the emulator may hold >100
+        tables = {t for page in pages for t in page["TableNames"] if t.startswith(application.group(1))}
+        assert tables == {application.group(1)} | {
+            f"{application.group(1)}-{suffix}" for suffix in ("CoordinatorState", "WorkerMetricStats")
+        }
     finally:
         assert consumer.stop() == 0, consumer.log_tail()

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from cfnlint.decode import cfn_yaml
 
 from consumer.settings import ConsumerSettings
 from contract.cloudwatch import BY_NAME
@@ -18,10 +19,12 @@ from metering import cli, cost
 from metering.commands.cost import add_parser, inputs_from
 from metering.errors import USAGE_ERROR, CommandError
 
-SMALL = cost.CostInputs(calls_per_month=1_000_000)
+# Version-1 records, one event of 420 B each: the arithmetic of the Kinesis lines is easiest to follow.
+SMALL = cost.CostInputs(calls_per_month=1_000_000, events_per_record=1, bytes_per_record=420)
 TEN_M = 10_000_000 / cost.SECONDS_PER_MONTH  # events/s at 10M calls a month
-# Usage batch v2 at the peak: 25 events a record, 95 B an event (bench/RESULTS-batch.md).
-BATCHED = replace(cost.CostInputs(), events_per_record=25, bytes_per_record=2_375)
+# Usage batch v2 at the peak: 25 events a record, 95 B an event (BENCHMARKS.md).
+BATCHED = cost.CostInputs()  # the model's defaults are the producer's: 25 events, 2,375 B a record
+V1 = replace(BATCHED, events_per_record=1, bytes_per_record=420)
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -228,8 +231,8 @@ def test_on_demand_kinesis_opens_four_shards_counts_records_rounded_to_1_kb_and_
 
 def test_shards_follow_the_per_shard_write_quota_at_the_peak() -> None:
     """2,000 calls/s one event per record, plus the access-log records, need 3 shards; 25 per record, 1."""
-    assert cost.shards_needed(cost.CostInputs()) == 3
-    assert cost.shards_needed(replace(cost.CostInputs(), access_logs=False)) == 2
+    assert cost.shards_needed(V1) == 3
+    assert cost.shards_needed(replace(V1, access_logs=False)) == 2
     assert cost.shards_needed(BATCHED) == 1
     assert BATCHED.stream_shards() == 1 and replace(BATCHED, shards=2).stream_shards() == 2
 
@@ -345,10 +348,11 @@ def test_every_price_names_its_source_and_the_date_it_was_read() -> None:
 
 
 def test_as_deployed_today_10m_calls_cost_far_more_than_the_design_said() -> None:
-    """2 shards, 2 x86 tasks of 1 vCPU / 2 GB, 5 s flushes, the KCL's metrics, Container Insights."""
+    """2 shards, 2 x86 tasks of 0.5 vCPU / 1 GB, 60 s flushes, the KCL's metrics, Container Insights."""
     deployed = cost.breakdown(replace(cost.AS_DEPLOYED, calls_per_month=10_000_000))
-    assert deployed.total_usd == pytest.approx(271.01, abs=0.01)
-    assert any("cannot take" in warning for warning in deployed.warnings)  # v1 needs 3 shards at the peak
+    assert deployed.total_usd == pytest.approx(180.52, abs=0.01)
+    v1 = cost.breakdown(replace(cost.AS_DEPLOYED, calls_per_month=10_000_000, events_per_record=1))
+    assert any("cannot take" in warning for warning in v1.warnings)  # v1 needs 3 shards at the peak
 
 
 def test_the_recommended_configuration_meets_the_target_for_few_steady_users_only() -> None:
@@ -422,7 +426,7 @@ def test_json_output_parses_and_holds_the_breakdown(capsys: pytest.CaptureFixtur
         sum(line["monthly_usd"] or 0 for line in report["lines"]), report["total_usd"], abs_tol=0.01
     )
     assert report["meets_target"] is False
-    assert report["as_deployed_usd"] == pytest.approx(271.01, abs=0.01)
+    assert report["as_deployed_usd"] == pytest.approx(180.52, abs=0.01)
     assert report["writes_per_1000_events"]["USER MINUTE"]["requests"] > 0
     assert report["cheapest_7_day_replay"]["total_usd"] == pytest.approx(99.19, abs=0.01)
     assert report["alternatives"][0]["name"] == "design document's estimate"
@@ -489,3 +493,17 @@ def test_bad_values_exit_2_through_the_cli(capsys: pytest.CaptureFixture[str]) -
         cli.main(["cost", "--calls-per-month", "lots"])
     assert exited.value.code == USAGE_ERROR
     assert capsys.readouterr().err.startswith("metering: --calls-per-month")
+
+
+def test_as_deployed_is_what_the_consumer_template_deploys_by_default() -> None:
+    """The model prices the template's defaults, not a copy of them that drifts."""
+    template = cfn_yaml.load(str(Path(__file__).parents[2] / "ecs" / "consumer.yaml"))
+    defaults = {name: spec.get("Default") for name, spec in template["Parameters"].items()}
+    deployed = cost.AS_DEPLOYED
+    assert int(defaults["ShardCount"]) == deployed.shards
+    assert int(defaults["MinTasks"]) == deployed.fargate_tasks
+    assert int(defaults["TaskCpu"]) / 1024 == deployed.fargate_vcpu
+    assert int(defaults["TaskMemory"]) / 1024 == deployed.fargate_gb
+    assert defaults["CpuArchitecture"].lower().replace("_", "") == deployed.architecture.replace("_", "")
+    assert float(defaults["FlushIntervalSeconds"]) == deployed.flush_interval_seconds
+    assert defaults["CloudWatchMetrics"] == deployed.consumer_metrics
