@@ -20,7 +20,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -323,6 +323,10 @@ def _suspicious(hour: IpHour, broken: list[str]) -> Report:
 
 
 def print_latency(console: Console, report: Report) -> None:
+    console.print(latency_table(report))
+
+
+def latency_table(report: Report) -> RichTable:
     table = RichTable(title="Latency and errors per endpoint")
     table.add_column("endpoint")
     for column in ("responses", "4xx", "5xx", "p50 ms", "p95 ms", "p99 ms", "mean ms"):
@@ -334,7 +338,17 @@ def print_latency(console: Console, report: Report) -> None:
     if len(report["endpoints"]) > 1:
         table.add_section()
         table.add_row(*_latency_row(report["all"] | {"endpoint": "[bold]all endpoints[/bold]"}))
-    console.print(table)
+    return table
+
+
+def latency_view(settings: ConsumerSettings, span: timedelta) -> Callable[[datetime], RichTable]:
+    """The latency table of the last `span`, read anew at each call (the view `metering demo` adds)."""
+    table = _table(settings)
+
+    def view(now: datetime) -> RichTable:
+        return latency_table(latency_report(endpoint_stats(table, now - span, now)))
+
+    return view
 
 
 def _latency_row(row: Report) -> list[str]:

@@ -12,11 +12,13 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from consumer.errors import MeteringError
 from consumer.settings import ConsumerSettings
 from metering import emulator
+from metering.commands.analytics import latency_view
 from metering.commands.provision import provision
 from metering.commands.usage import show_usage
 
@@ -46,7 +48,9 @@ def run_demo(settings: ConsumerSettings, *, port: int, rate: float, users: int) 
             "to take its leases; counts appear then. Ctrl-C stops everything.",
             file=sys.stderr,
         )
-        show_usage(settings, user=None, last="10m", watch=2.0)
+        # Usage per minute, and latency and errors per endpoint from the simulated access logs.
+        latency = latency_view(settings, timedelta(minutes=10))
+        show_usage(settings, user=None, last="10m", watch=2.0, beside=latency)
     except KeyboardInterrupt:
         _say(
             "\nstopping: traffic, then the consumer (flush and checkpoint), then the emulator "

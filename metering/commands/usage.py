@@ -15,6 +15,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TextIO
@@ -186,21 +187,28 @@ def show_usage(
     start: str | None = None,
     end: str | None = None,
     as_json: bool = False,
+    beside: Callable[[datetime], RenderableType] | None = None,
 ) -> None:
-    """Print the report once, or every `watch` seconds (a live view in a terminal) until interrupted."""
+    """Print the report once, or every `watch` seconds (a live view in a terminal) until interrupted;
+    `beside` renders more of the same instant under it (not in JSON)."""
     options = UsageOptions(user=user, by=by, last=last, start=start, end=end)
     table = Table(aws.client("dynamodb", settings.region), settings.analytics_table)
     console = Console()
     if as_json or not watch or not console.is_terminal:
         # Piped (`demo | tee`, a log file), a live view would only print its last frame: print each.
         while True:
-            print_usage(table, options, utc_now(), sys.stdout, as_json=as_json, console=console)
+            now = utc_now()
+            print_usage(table, options, now, sys.stdout, as_json=as_json, console=console)
+            if beside is not None and not as_json:
+                console.print(beside(now))
             if not watch:
                 return
             time.sleep(watch)
     with Live(console=console, auto_refresh=False) as live:
         while True:
-            live.update(render_report(build_report(table, options, utc_now())), refresh=True)
+            now = utc_now()
+            view = render_report(build_report(table, options, now))
+            live.update(view if beside is None else Group(view, beside(now)), refresh=True)
             time.sleep(watch)
 
 

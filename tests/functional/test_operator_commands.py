@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import orjson
@@ -11,15 +11,16 @@ import pytest
 from moto import mock_aws
 from rich.console import Console
 
-from consumer.core.access_logs import is_gzip
+from consumer.core.access_logs import decode_access_log_line, is_gzip
 from consumer.core.aggregate import Aggregate
 from consumer.core.events import decode_event
 from consumer.core.flush import Batch, FlushRange, Position
 from consumer.settings import ConsumerSettings
 from consumer.sinks.dynamodb import DynamoDBSink
-from consumer.testing import event
+from consumer.testing import access_log_line, event
 from metering.cli import main
-from metering.commands.usage import parse_window, render
+from metering.commands.analytics import latency_view
+from metering.commands.usage import parse_window, render, show_usage
 from tests.records import usage_events
 
 
@@ -110,6 +111,27 @@ def test_usage_shows_global_and_per_user_minutes(aws: ConsumerSettings) -> None:
     text = console.export_text()
     assert "ada@example.com" in text and "bob@example.com" in text
     assert f"{now:%Y-%m-%dT%H:%M}" in text
+
+
+def test_the_demo_view_shows_usage_and_latency_and_errors_per_endpoint(
+    aws: ConsumerSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What `metering demo` refreshes: the minutes of usage, then the endpoints' latency and errors."""
+    assert _run("provision") == 0
+    now = datetime.now(UTC).replace(second=30, microsecond=0)
+    aggregate = Aggregate()
+    aggregate.add(decode_event(_event("ada@example.com", now), now), _event("ada@example.com", now))
+    for status in ("200", "200", "503"):
+        line = access_log_line(now, status=status, httpMethod="POST", resourcePath="/orders")
+        aggregate.add_response(decode_access_log_line(orjson.dumps(line), now))
+    sink = DynamoDBSink(boto3.client("dynamodb"), aws.analytics_table, aws.application_name)
+    sink.claim("shardId-0")
+    sink.write(Batch(FlushRange("shardId-0", None, Position("4").key()), aggregate, 4))
+    show_usage(aws, user=None, last="5m", beside=latency_view(aws, timedelta(minutes=10)))
+    text = capsys.readouterr().out
+    assert "ada@example.com" in text
+    assert "Latency and errors per endpoint" in text and "POST /orders" in text
+    assert "33.3" in text  # one 5xx of three responses
 
 
 def test_bad_configuration_stops_with_the_variable_name(
