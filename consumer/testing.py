@@ -15,7 +15,7 @@ import json
 import uuid
 from collections import deque
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from amazon_kclpy import kcl
@@ -233,3 +233,17 @@ class ScriptedDaemon:
                 "error": self.checkpoint_error,
             }
             self._lines.appendleft(json.dumps(reply) + "\n")
+
+
+_T = TypeVar("_T")
+
+
+def chunks(items: list[_T], sizes: list[int]) -> list[list[_T]]:
+    """`items` cut into consecutive polls of the given sizes, repeated in turn (the last may be short)."""
+    cut: list[list[_T]] = []
+    i = 0
+    while i < len(items):
+        size = sizes[len(cut) % len(sizes)]
+        cut.append(items[i : i + size])
+        i += size
+    return cut

@@ -22,7 +22,7 @@ from consumer.core.events import InvalidEvent, Reason
 from consumer.processor import LoggedDeadLetters, UsageRecordProcessor
 from consumer.sinks.dead_letters import DeadLetter, dead_letter
 from consumer.sinks.memory import MemorySink, MemoryStore
-from consumer.testing import FakeClock, RecordingDeadLetters, ScriptedDaemon, event, kcl_record
+from consumer.testing import FakeClock, RecordingDeadLetters, ScriptedDaemon, chunks, event, kcl_record
 from contract.batch import BATCH_PREFIX, encode_batch
 from metering.commands import dlq
 from tests.records import record_events
@@ -127,11 +127,11 @@ def test_a_crash_mid_flush_then_a_replay_counts_each_event_of_each_batch_once(
     """A batch is added whole at its one position: a replay cuts at the same record boundaries and
     re-applies each batch with all of its events, wherever the flush died."""
     events = [event(email=u) for u in users]
-    records = [(i + 1, _batch(*chunk)) for i, chunk in enumerate(_chunks(events, per_record))]
+    records = [(i + 1, _batch(*chunk)) for i, chunk in enumerate(chunks(events, per_record))]
     truth = _run([(i + 1, orjson.dumps(e)) for i, e in enumerate(events)])
     sink, clock = MemorySink(fail_after_items=crash_after_items), FakeClock()
     daemon = ScriptedDaemon().initialize(SHARD)
-    for chunk in _chunks(records, polls):
+    for chunk in chunks(records, polls):
         daemon.records(chunk)
     with contextlib.suppress(SystemExit):  # died mid-flush: the daemon restarts the child
         daemon.run(_processor(sink, clock=clock))
@@ -139,20 +139,10 @@ def test_a_crash_mid_flush_then_a_replay_counts_each_event_of_each_batch_once(
     checkpoint = daemon.last_checkpoint or "TRIM_HORIZON"
     replay = [r for r in records if checkpoint == "TRIM_HORIZON" or r[0] > int(checkpoint)]
     daemon = ScriptedDaemon().initialize(SHARD, checkpoint)
-    for chunk in _chunks(replay, replay_polls):
+    for chunk in chunks(replay, replay_polls):
         daemon.records(chunk)
     daemon.shutdown_requested().run(_processor(sink, clock=clock))
     assert _counts(sink) == _counts(truth)
-
-
-def _chunks(items: list[Any], sizes: list[int]) -> list[list[Any]]:
-    chunks: list[list[Any]] = []
-    i = 0
-    while i < len(items):
-        size = sizes[len(chunks) % len(sizes)]
-        chunks.append(items[i : i + size])
-        i += size
-    return chunks
 
 
 def test_a_redriven_event_inside_a_batch_counts_once_whatever_its_copies() -> None:

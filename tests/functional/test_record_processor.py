@@ -27,6 +27,7 @@ from consumer.testing import (
     RecordingPublisher,
     ScriptedDaemon,
     access_log_line,
+    chunks,
     event,
     log_envelope,
     subscription_record,
@@ -206,7 +207,7 @@ def test_crash_mid_flush_then_replay_counts_exactly_once(
     sink, clock = MemorySink(), FakeClock()
     # First run: flush after every batch; one flush dies part-way (a crash mid-flush).
     daemon = ScriptedDaemon().initialize(SHARD)
-    for chunk in _chunks(records, first_batches):
+    for chunk in chunks(records, first_batches):
         daemon.records(chunk)
     sink.fail_after_items = crash_after_items
     with pytest.raises(SystemExit):
@@ -217,7 +218,7 @@ def test_crash_mid_flush_then_replay_counts_exactly_once(
     checkpoint = daemon.last_checkpoint or "TRIM_HORIZON"
     replay = [r for r in records if checkpoint == "TRIM_HORIZON" or r[0] > int(checkpoint)]
     daemon = ScriptedDaemon().initialize(SHARD, checkpoint)
-    for chunk in _chunks(replay, replay_batches):
+    for chunk in chunks(replay, replay_batches):
         daemon.records(chunk)
     daemon.shutdown_requested().run(_processor(sink, clock, interval=0.0))
     assert _counts(sink) == _counts(_ground_truth(records))
@@ -249,7 +250,7 @@ def test_interruptions_during_replays_still_count_exactly_once(
     for sizes, delivered, crash_after_items, at_tip in runs:
         daemon = ScriptedDaemon().initialize(SHARD, checkpoint)
         remaining = [r for r in records if checkpoint == "TRIM_HORIZON" or r[0] > int(checkpoint)]
-        for chunk in _chunks(remaining, sizes)[:delivered]:
+        for chunk in chunks(remaining, sizes)[:delivered]:
             daemon.records(chunk, at_tip=at_tip)
         if crash_after_items is None:
             daemon.shutdown_requested()
@@ -268,16 +269,6 @@ def test_interruptions_during_replays_still_count_exactly_once(
     assert cloudwatch.total("ApiCalls") <= calls
     if all(crash is None for _, _, crash, _ in runs):
         assert cloudwatch.total("ApiCalls") == calls
-
-
-def _chunks(records: list[tuple[int, bytes]], sizes: list[int]) -> list[list[tuple[int, bytes]]]:
-    chunks: list[list[tuple[int, bytes]]] = []
-    i = 0
-    while i < len(records):
-        size = sizes[len(chunks) % len(sizes)]
-        chunks.append(records[i : i + size])
-        i += size
-    return chunks
 
 
 def test_metrics_report_records_events_rejections_and_flushes() -> None:
@@ -446,7 +437,7 @@ def test_responses_count_exactly_once_through_a_crash_mid_flush_and_a_replay(
     truth, sink, clock = MemorySink(), MemorySink(fail_after_items=crash_after_items), FakeClock()
     ScriptedDaemon().initialize(SHARD).records(records).shutdown_requested().run(_processor(truth))
     daemon = ScriptedDaemon().initialize(SHARD)
-    for chunk in _chunks(records, sizes):
+    for chunk in chunks(records, sizes):
         daemon.records(chunk)
     with contextlib.suppress(SystemExit):
         daemon.run(_processor(sink, clock, interval=0.0))
@@ -454,7 +445,7 @@ def test_responses_count_exactly_once_through_a_crash_mid_flush_and_a_replay(
     checkpoint = daemon.last_checkpoint or "TRIM_HORIZON"
     replay = [r for r in records if checkpoint == "TRIM_HORIZON" or r[0] > int(checkpoint)]
     daemon = ScriptedDaemon().initialize(SHARD, checkpoint)
-    for chunk in _chunks(replay, replay_sizes):
+    for chunk in chunks(replay, replay_sizes):
         daemon.records(chunk)
     daemon.shutdown_requested().run(_processor(sink, clock, interval=0.0))
     assert _counts(sink) == _counts(truth)
