@@ -8,23 +8,27 @@
 # the production image leaves them out.
 
 FROM python:3.11-slim-bookworm AS build
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-RUN python -m venv /opt/metering
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
+    UV_PROJECT_ENVIRONMENT=/opt/metering UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy UV_NO_CACHE=1 \
+    UV_NATIVE_TLS=1
 WORKDIR /src
-COPY pyproject.toml ./
+# uv, pinned with hashes; then exactly the versions uv.lock records (hashes checked), nothing else.
+COPY bin/uv-requirements.txt bin/
+RUN python -m pip install --require-hashes --no-deps -r bin/uv-requirements.txt
+COPY pyproject.toml uv.lock ./
 COPY contract/ contract/
 COPY authorizer/ authorizer/
 COPY consumer/ consumer/
 COPY metering/ metering/
 ARG EXTRAS=""
 # A regular install, not editable: the KCL jars come inside the kclpy-ext wheel.
-RUN /opt/metering/bin/pip install "/src${EXTRAS:+[$EXTRAS]}"
+RUN uv sync --frozen --no-editable --python "$(command -v python)" ${EXTRAS:+--extra "$EXTRAS"}
 # consumer/daemon.py reads the KCL properties from `<package>/../properties`, which for an
 # installed package is site-packages/properties. Copy them exactly where it looks, and fail the
-# build if the daemon would not find them or the KCL jars.
+# build if the daemon would not find them or the KCL jars. `-P`: not /src/consumer, the installed one.
 COPY properties/ /src/properties/
-RUN properties="$(/opt/metering/bin/python -c 'from consumer import daemon; print(daemon.PROPERTIES_DIR)')" \
-    && jars="$(/opt/metering/bin/python -c 'from consumer import daemon; print(daemon.JARS_DIR)')" \
+RUN properties="$(/opt/metering/bin/python -P -c 'from consumer import daemon; print(daemon.PROPERTIES_DIR)')" \
+    && jars="$(/opt/metering/bin/python -P -c 'from consumer import daemon; print(daemon.JARS_DIR)')" \
     && cp -r /src/properties "$properties" \
     && test -f "$properties/consumer.properties" && test -f "$properties/logback.xml" \
     && ls "$jars"/*.jar > /dev/null

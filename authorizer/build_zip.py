@@ -2,14 +2,16 @@
 
 This package and `contract` go in, with the pure-Python libraries the Lambda runtime lacks, copied
 from this environment's installation (sources and licences): Powertools, for the EMF metrics, and
-its `typing_extensions`. boto3, botocore and jmespath come with the Lambda Python runtime, and
-nothing else is imported (import-linter checks it). Entries are sorted and get a fixed timestamp,
+its `typing_extensions`, at exactly the versions uv.lock records (a different installed version is
+refused: the zip ships what CI tested). boto3, botocore and jmespath come with the Lambda Python
+runtime, and nothing else is imported (import-linter checks it). Entries are sorted and get a fixed timestamp,
 so the same sources and library versions give a byte-identical zip.
 """
 
 from __future__ import annotations
 
 import argparse
+import tomllib
 import zipfile
 from collections.abc import Iterator
 from importlib.metadata import distribution
@@ -19,10 +21,16 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("authorizer", "contract")
 VENDORED = ("aws-lambda-powertools", "typing-extensions")  # distribution names
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)
+LOCK = ROOT / "uv.lock"
 
 
-def build(out: Path) -> int:
+class UnlockedVersion(Exception):
+    """A vendored library is installed at another version than uv.lock records."""
+
+
+def build(out: Path, lock: Path = LOCK) -> int:
     """Write the zip and return its size in bytes."""
+    check_locked(lock)
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, source in sorted(_entries()):
@@ -42,6 +50,17 @@ def _entries() -> Iterator[tuple[str, Path]]:
         for file in dist.files or ():
             if (file.suffix == ".py" and "__pycache__" not in file.parts) or "licenses" in file.parts:
                 yield file.as_posix(), Path(str(dist.locate_file(file)))
+
+
+def check_locked(lock: Path = LOCK) -> None:
+    """Refuse to vendor a library at a version other than the lock's (`UnlockedVersion`)."""
+    locked = {package["name"]: package["version"] for package in tomllib.loads(lock.read_text())["package"]}
+    for name in VENDORED:
+        installed = distribution(name).version
+        if locked.get(name) != installed:
+            raise UnlockedVersion(
+                f"{name} {installed} is installed but uv.lock has {locked.get(name)}: run bin/setup.sh"
+            )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,5 +1,6 @@
 # Sourced by bin/demo and bin/test: make this clone runnable on a fresh Debian machine.
-# Creates .venv with the project and its dev extras, and installs Java 17 and docker-compose when missing.
+# Installs exactly what uv.lock records (hashes checked) into .venv, and Java 17, docker-compose and
+# Prometheus through apt when they are missing. bin/upgrade is the one way the lock changes.
 set -euo pipefail
 
 python=${PYTHON:-python3}
@@ -8,14 +9,17 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
     exit 1
 fi
 
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
-if [ ! -f "$stamp" ]; then
-    echo "setup: installing Python dependencies into .venv" >&2
-    "$python" -m venv .venv
-    .venv/bin/pip install --quiet --upgrade pip
-    .venv/bin/pip install --quiet -e '.[dev]'
-    rm -f .venv/.installed-* && touch "$stamp"
+# uv itself, pinned with hashes (bin/uv-requirements.txt), in a venv of its own.
+uv=.tools/bin/uv
+if ! cmp -s bin/uv-requirements.txt .tools/uv-requirements.txt 2>/dev/null; then
+    echo "setup: installing uv (bin/uv-requirements.txt)" >&2
+    rm -rf .tools
+    "$python" -m venv .tools
+    .tools/bin/pip install --quiet --require-hashes --no-deps -r bin/uv-requirements.txt
+    cp bin/uv-requirements.txt .tools/uv-requirements.txt
 fi
+# --frozen: install the lock as it is, never re-resolve; --extra dev: the tests' tools and the emulator.
+UV_PYTHON_DOWNLOADS=never "$uv" sync --quiet --frozen --extra dev --python "$python"
 
 install_debian() {
     echo "setup: $1 is missing: installing Debian's $2 with apt-get" >&2

@@ -6,6 +6,11 @@ are forwarded to the JVM as SIGTERM; its shutdown hook gives every record proces
 for the daemon to tell them). A daemon that dies for any other reason makes `metering consume`
 exit non-zero, so the container is restarted and the shards resume from their checkpoints.
 
+A stop is bounded: a JVM still running `STOP_MARGIN_SECONDS` after the grace period (its graceful
+shutdown can hang while Kinesis or DynamoDB fail) is killed with its record processors, and
+`metering consume` exits 1 well before ECS's `stopTimeout`. Whatever was not checkpointed is read
+again by the next owner of each shard, exactly (consumer/EXACTLY_ONCE.md).
+
 `metering replay` runs the same daemon with property overrides (its own application, a starting
 timestamp), extra environment for the record processors, and an `until` condition: once it holds,
 the daemon is stopped as on SIGTERM (flush, checkpoint) and the run counts as a success.
@@ -13,12 +18,14 @@ the daemon is stopped as on SIGTERM (flush, checkpoint) and the run counts as a 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -37,6 +44,8 @@ JARS_DIR = Path(amazon_kclpy.__file__).resolve().parent / "jars"
 DAEMON_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
 # The KCL's Kinesis client speaks CBOR by default; JSON works with AWS and with the emulator.
 JVM_OPTIONS = "-Daws.cborEnabled=false"
+# After the grace period, the seconds a stopping JVM gets to exit before it is killed.
+STOP_MARGIN_SECONDS = 5.0
 # What the MultiLangDaemon itself calls (KCL 3.x with polling, as documented for its IAM role): our
 # Python calls are derived from the code (tests/deploy/test_iam.py), the JVM's are declared here.
 KCL_DAEMON_ACTIONS = frozenset(
@@ -149,7 +158,7 @@ def run(
         daemon_env = os.environ | dict(env or {})
         daemon_env |= {"JAVA_TOOL_OPTIONS": java_options, metrics.MULTIPROC_ENV: str(multiproc_dir)}
         daemon = subprocess.Popen(java_command(java, properties_file), env=daemon_env)
-        stop = _Stop(daemon)
+        stop = _Stop(daemon, settings.shutdown_grace_seconds + STOP_MARGIN_SECONDS)
         previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
         server = None
         try:
@@ -163,6 +172,13 @@ def run(
             _reap(daemon, timeout=settings.shutdown_grace_seconds + 10)
     if stop.requested and code in (0, 130, 143):
         return 0
+    if stop.overdue():
+        print(
+            f"metering: the KCL daemon had not stopped {stop.bound:g} s after SIGTERM: killed it and its"
+            " record processors (what they had not checkpointed is read again by the next owner)",
+            file=sys.stderr,
+        )
+        return 1
     print(f"metering: the KCL daemon exited with code {code}", file=sys.stderr)
     return code or 1
 
@@ -182,14 +198,33 @@ def _reap(daemon: subprocess.Popen[bytes], timeout: float) -> None:
 def _wait(
     daemon: subprocess.Popen[bytes], until: Callable[[], bool] | None, poll_seconds: float, stop: _Stop
 ) -> int:
-    if until is None:
-        return daemon.wait()
     while True:
         try:
             return daemon.wait(poll_seconds)
         except subprocess.TimeoutExpired:
-            if not stop.requested and until():
+            if stop.overdue():
+                _kill_with_children(daemon)
+                return daemon.wait()
+            if until is not None and not stop.requested and until():
                 stop(signal.SIGTERM, None)  # as an operator's SIGTERM: flush, checkpoint, exit
+
+
+def _kill_with_children(daemon: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the JVM and its record processors (they share our process group, so not killpg)."""
+    for pid in [*_children(daemon.pid), daemon.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux's /proc; none elsewhere)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            # `pid (comm) state ppid ...`: comm may hold spaces, so split after its closing bracket.
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
+                children.append(int(stat.parent.name))
+    return children
 
 
 def _serve_metrics(
@@ -223,16 +258,24 @@ def _bootstrap_leases(settings: ConsumerSettings, initial_position: str) -> None
 
 
 class _Stop:
-    """Stops the daemon with SIGTERM, once asked (a signal to us, or the `until` condition)."""
+    """Stops the daemon with SIGTERM, once asked (a signal to us, or the `until` condition), and
+    knows when the stop has taken longer than `bound` seconds."""
 
-    def __init__(self, daemon: subprocess.Popen[bytes]) -> None:
+    def __init__(self, daemon: subprocess.Popen[bytes], bound: float) -> None:
         self._daemon = daemon
+        self.bound = bound
         self.requested = False
+        self._deadline: float | None = None
 
     def __call__(self, _signum: int, _frame: FrameType | None) -> None:
-        self.requested = True
+        if not self.requested:
+            self.requested = True
+            self._deadline = time.monotonic() + self.bound
         if self._daemon.poll() is None:
             self._daemon.send_signal(signal.SIGTERM)
+
+    def overdue(self) -> bool:
+        return self._deadline is not None and time.monotonic() > self._deadline
 
 
 def _is_aws(endpoint: str) -> bool:

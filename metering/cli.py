@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     local_aws.add_argument("--port", type=int, default=4566)
     # 127.0.0.1 by default: the emulator accepts any credentials. A container binds 0.0.0.0.
     local_aws.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    local_aws.add_argument(
+        "--self-check", action="store_true", help="only check that moto still behaves as the emulator needs"
+    )
     local_aws.set_defaults(handler=_local_aws)
 
     provision = commands.add_parser("provision", help="create the stream, tables and queue (idempotent)")
@@ -122,6 +125,10 @@ def _parser() -> argparse.ArgumentParser:
 def _local_aws(args: argparse.Namespace, _settings: ConsumerSettings) -> int:
     from metering import emulator
 
+    if args.self_check:
+        emulator.self_check()
+        print("the emulator's self-check passed", file=sys.stderr)
+        return 0
     print(f"local AWS emulator on http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
     emulator.serve(args.port, host=args.host)
     return 0

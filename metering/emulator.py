@@ -18,6 +18,15 @@ sequence numbers, while the children stay empty; its `GetRecords` never ends a c
 does the opposite, and the KCL relies on it: after a split or merge, records already in a parent stay
 there once, new records go to the open children, and `GetRecords` on a parent read to its end
 returns no next iterator and the `ChildShards` (the KCL refuses a null iterator without them).
+
+**moto's internals.** Both corrections replace methods of moto's own classes and read their fields:
+`moto.kinesis.models.Stream` (`shards`, `get_shard`, `split_shard`, `merge_shards`,
+`get_shard_for_key`), `Shard` (`_shard_id`, `starting_hash`, `ending_hash`, `is_open`, `parent`,
+`adjacent_parent`, `records` as an ordered dict numbered 1, 2, 3..., `get_records`), `Record.created_at`
+(a datetime since moto 5.2.6; epoch seconds before), `KinesisResponse.get_records`,
+`moto.kinesis.utils.decompose_shard_iterator`, `moto.core.responses.ActionResult`. A moto release may
+change any of them: `self_check()` drives every replaced path through boto3 in-process and names what
+broke. `metering local-aws` runs it before it serves, and the test suite before its first test.
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from consumer.errors import MeteringError
+
 DEFAULT_PORT = 4566
 # moto needs credentials to sign with; these are only ever sent to 127.0.0.1.
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -45,8 +56,13 @@ UNSERIALISED = frozenset({"sqs"})
 LOCK_OF = {"logs": "kinesis"}
 
 
+class EmulatorBroken(MeteringError):
+    """moto no longer behaves as the corrections here assume (a new release changed its internals)."""
+
+
 def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> None:
-    """Serve until SIGINT/SIGTERM (blocking)."""
+    """Serve until SIGINT/SIGTERM (blocking); refuses to start if `self_check()` fails."""
+    self_check()
     from hypercorn.asyncio import serve as hypercorn_serve
     from hypercorn.config import Config
     from moto.server import DomainDispatcherApplication, create_backend_app  # type: ignore[attr-defined]
@@ -76,11 +92,20 @@ def _ignore_cancelled_connections(loop: asyncio.AbstractEventLoop, context: dict
         loop.default_exception_handler(context)
 
 
-def wait_until_listening(port: int, timeout: float = 30.0, host: str = "127.0.0.1") -> None:
+def wait_until_listening(
+    port: int,
+    timeout: float = 30.0,
+    host: str = "127.0.0.1",
+    process: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Wait for the port to accept connections; `process`, the server, ending first is an error."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
             return
+        if process is not None and process.poll() is not None:
+            code = process.returncode
+            raise EmulatorBroken(f"the local AWS emulator exited with code {code} before listening")
         time.sleep(0.1)
     raise TimeoutError(f"the local AWS emulator did not listen on {host}:{port} within {timeout} s")
 
@@ -106,7 +131,7 @@ def running(port: int) -> Iterator[subprocess.Popen[bytes]]:
         [sys.executable, "-m", "metering.cli", "local-aws", "--port", str(port)], start_new_session=True
     )
     try:
-        wait_until_listening(port)
+        wait_until_listening(port, process=process)
         yield process
     finally:
         process.terminate()
@@ -239,8 +264,9 @@ def _records_after(shard: Any, last_sequence_id: str, limit: int | None) -> tupl
         last += 1
         found.append(records[last])
     behind = 0
-    if found:
-        behind = int((records[next(reversed(records))].created_at - found[-1].created_at) * 1000)
+    if found:  # moto >= 5.2.6: created_at is a datetime
+        newest = records[next(reversed(records))]
+        behind = int((newest.created_at - found[-1].created_at).total_seconds() * 1000)
     return found, last, behind
 
 
@@ -281,3 +307,76 @@ def _children(stream: Any, shard_id: str) -> list[dict[str, Any]]:
         for child in stream.shards.values()
         if shard_id in (child.parent, child.adjacent_parent)
     ]
+
+
+# -- the self-check ------------------------------------------------------------------------------
+
+
+def self_check() -> None:
+    """Drive every path `patch_kinesis` replaces through boto3 and moto in-process (about a second).
+
+    Raises `EmulatorBroken` naming the step and moto's version when moto's internals moved.
+    """
+    import boto3
+    import moto
+    from moto import mock_aws
+
+    patch_kinesis()
+    step = "create a stream"
+    try:
+        with mock_aws():
+            # Explicitly AWS's endpoint, which mock_aws intercepts, whatever AWS_ENDPOINT_URL says.
+            kinesis = boto3.client(
+                "kinesis",
+                region_name="us-east-1",
+                endpoint_url="https://kinesis.us-east-1.amazonaws.com",
+                aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            )
+            kinesis.create_stream(StreamName="self-check", ShardCount=1)
+            step = "put and read records"
+            for n in range(3):
+                kinesis.put_record(StreamName="self-check", Data=b"%d" % n, PartitionKey=f"key{n}")
+            parent = _read(kinesis, "shardId-000000000000", limit=2)
+            _expect(len(parent["Records"]) == 2 and parent["MillisBehindLatest"] >= 0, step, parent)
+            step = "split a shard"
+            kinesis.split_shard(
+                StreamName="self-check", ShardToSplit="shardId-000000000000", NewStartingHashKey=str(2**127)
+            )
+            kinesis.put_record(StreamName="self-check", Data=b"child", PartitionKey="key-after-split")
+            step = "read a closed parent to its end"
+            ended = _read(kinesis, "shardId-000000000000")
+            children = {child["ShardId"] for child in ended["ChildShards"]}
+            _expect(len(ended["Records"]) == 3 and ended.get("NextShardIterator") is None, step, ended)
+            _expect(children == {"shardId-000000000001", "shardId-000000000002"}, step, ended)
+            step = "route a new record to an open child"
+            landed = [_read(kinesis, shard)["Records"] for shard in sorted(children)]
+            _expect(sum(len(records) for records in landed) == 1, step, landed)
+            step = "merge the children"
+            kinesis.merge_shards(
+                StreamName="self-check",
+                ShardToMerge="shardId-000000000001",
+                AdjacentShardToMerge="shardId-000000000002",
+            )
+            _expect(len(_read(kinesis, "shardId-000000000001")["ChildShards"]) == 1, step, None)
+    except EmulatorBroken:
+        raise
+    except Exception as exc:
+        raise EmulatorBroken(
+            f"the emulator is broken: moto {moto.__version__} fails at '{step}': {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _read(kinesis: Any, shard_id: str, limit: int = 100) -> dict[str, Any]:
+    iterator = kinesis.get_shard_iterator(
+        StreamName="self-check", ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    return dict(kinesis.get_records(ShardIterator=iterator, Limit=limit))
+
+
+def _expect(holds: bool, step: str, seen: object) -> None:
+    if not holds:
+        import moto
+
+        version = moto.__version__
+        raise EmulatorBroken(f"the emulator is broken: moto {version} fails at '{step}': got {seen!r}")

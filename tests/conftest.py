@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -10,6 +12,16 @@ import boto3
 import pytest
 
 from metering import emulator as local_aws
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stop at once, with the emulator's own message, when moto no longer behaves as it needs: the
+    alternative is every integration test timing out in turn (issue 16)."""
+    command = [sys.executable, "-m", "metering.cli", "local-aws", "--self-check"]
+    check = subprocess.run(command, capture_output=True, text=True, check=False)
+    if check.returncode != 0:
+        lines = check.stderr.strip().splitlines() or ["metering: the emulator is broken"]
+        pytest.exit(lines[-1], returncode=3)
 
 
 @pytest.fixture(scope="session")

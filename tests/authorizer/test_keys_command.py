@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from authorizer.tables import table_specs, ttl_specs
@@ -76,3 +78,17 @@ def test_build_zip_holds_the_authorizer_the_contract_and_powertools(tmp_path: ob
         "typing_extensions",
     }
     assert all(name.endswith(".py") or "/licenses/" in name for name in names)
+
+
+def test_build_zip_refuses_a_library_the_lock_does_not_hold(tmp_path: Path) -> None:
+    """The zip vendors what uv.lock records: an installed Powertools of another version is refused."""
+    from authorizer.build_zip import LOCK, UnlockedVersion, build
+
+    lock = tmp_path / "uv.lock"
+    lock.write_text(
+        LOCK.read_text().replace(
+            'name = "aws-lambda-powertools"\nversion = "', 'name = "aws-lambda-powertools"\nversion = "0.'
+        )
+    )
+    with pytest.raises(UnlockedVersion, match=r"aws-lambda-powertools \S+ is installed but uv\.lock has 0\."):
+        build(tmp_path / "a.zip", lock)

@@ -8,6 +8,8 @@ to its end returns no next iterator and its children.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import uuid
 from collections import Counter
@@ -181,3 +183,40 @@ def test_records_put_during_a_split_are_stored_exactly_once(stream: tuple[Any, s
         stored.update(i for i, _ in records)
         assert all(placed[i] == (shard, seq) for i, seq in records)
     assert stored == Counter(placed.keys())
+
+
+# -- moto's internals ------------------------------------------------------------------------------
+
+# moto <= 5.2.5 kept a Kinesis record's arrival as epoch seconds; 5.2.6 made it a datetime.
+_OLD_MOTO = """
+import time
+from moto.kinesis import models
+from metering.cli import main
+
+original = models.Record.__init__
+def epoch_seconds(self, *args, **kwargs):
+    original(self, *args, **kwargs)
+    self.created_at = time.time()
+models.Record.__init__ = epoch_seconds
+main(["local-aws", "--self-check"])
+"""
+
+
+def test_the_self_check_passes_on_the_locked_moto() -> None:
+    """`metering local-aws --self-check` passes with the moto the lock installs."""
+    check = subprocess.run([sys.executable, "-m", "metering.cli", "local-aws", "--self-check"], check=False)
+    assert check.returncode == 0
+
+
+def test_a_moto_that_moved_its_internals_is_named_in_one_clear_line() -> None:
+    """A moto whose Kinesis records changed type (5.2.5 -> 5.2.6 did) fails the self-check, and with it
+    `metering local-aws`, in one line naming the step: the suite stops on it before any test runs."""
+    check = subprocess.run([sys.executable, "-c", _OLD_MOTO], capture_output=True, text=True, check=False)
+    assert check.returncode == 1
+    assert (
+        check.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "metering: the emulator is broken: moto 5.2.6 fails at 'put and read records': AttributeError"
+        )
+    ), check.stderr

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,9 @@ from metering.commands.provision import provision
 
 
 @pytest.fixture
-def stack(aws_env: dict[str, str], tmp_path: Path) -> Stack:
-    """A freshly provisioned stream, table and queue with names unique to the test."""
+def stack(aws_env: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
+    """A freshly provisioned stream, table and queue with names unique to the test; every consumer
+    the test started is killed when it ends, passed or failed."""
     env = aws_env | {
         "ENVIRONMENT": f"it-{uuid.uuid4().hex[:8]}",
         "FLUSH_INTERVAL_SECONDS": "1",
@@ -28,7 +31,8 @@ def stack(aws_env: dict[str, str], tmp_path: Path) -> Stack:
     }
     settings = ConsumerSettings.from_env(env)
     provision(settings, report=lambda _line: None)
-    return Stack(settings, env, tmp_path)
+    with Stack(settings, env, tmp_path) as stack:
+        yield stack
 
 
 class Stack:
@@ -39,10 +43,21 @@ class Stack:
         self.kinesis: Any = boto3.client("kinesis", region_name="us-east-1")
         self.dynamodb: Any = boto3.client("dynamodb", region_name="us-east-1")
         self.cloudwatch: Any = boto3.client("cloudwatch", region_name="us-east-1")
+        self._consumers: list[Consumer] = []
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        """Kill every consumer still running: a failed test must not leave JVMs loading the machine."""
+        for consumer in self._consumers:
+            consumer.kill_hard()
 
     def start_consumer(self, name: str = "consumer", **env: str) -> Consumer:
         """`metering consume` with this stack's settings, plus `env` (fault points, worker ids)."""
-        return Consumer(self.env | env, self.workdir / f"{name}-{time.monotonic_ns()}.log")
+        consumer = Consumer(self.env | env, self.workdir / f"{name}-{time.monotonic_ns()}.log")
+        self._consumers.append(consumer)
+        return consumer
 
     def leases(self) -> list[dict[str, Any]]:
         try:
@@ -88,7 +103,8 @@ class Consumer:
 
     def kill_hard(self) -> None:
         """kill -9 of the whole process group: the CLI, the JVM and every record processor."""
-        os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # the group has ended already
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
         self._log.close()
 
@@ -98,7 +114,7 @@ class Consumer:
         try:
             code = self.process.wait(timeout)
         finally:
-            if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):  # record processors may outlive the CLI
                 os.killpg(self.process.pid, signal.SIGKILL)
             self._log.close()
         return code

@@ -6,9 +6,13 @@ counted twice and lost, summed over the GLOBAL hour items (every event is in exa
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -16,8 +20,12 @@ import boto3
 import pytest
 
 from consumer.core.flush import Position
+from consumer.daemon import STOP_MARGIN_SECONDS
+from consumer.settings import ConsumerSettings
 from consumer.sinks.dead_letters import queue_url
 from metering.commands import dlq
+from metering.commands.provision import provision
+from metering.emulator import free_port, local_env, wait_until_listening
 from tests.integration.conftest import Stack
 from tests.integration.fault_proxy import FaultProxy
 from tests.integration.test_pipeline import (
@@ -114,6 +122,64 @@ def test_sigterm_flushes_and_checkpoints_within_the_grace_period(stack: Stack) -
     assert all(_position(end) == checkpoints[shard] for shard, end in intents.items())
     producer.join()
     restart_until_exact(stack, events, "SIGTERM during traffic")
+
+
+@pytest.fixture
+def failing_kinesis(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
+    """An emulator of its own whose Kinesis answers 500 while the flag file exists: its env, the flag."""
+    port, flag = free_port(), tmp_path / "kinesis-fails"
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.failing_emulator",
+            "--port",
+            str(port),
+            "--flag",
+            str(flag),
+        ],
+        start_new_session=True,
+    )
+    try:
+        wait_until_listening(port, process=server)
+        yield local_env(port) | {"AWS_DEFAULT_REGION": "us-east-1"}, flag
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_sigterm_while_kinesis_answers_500_still_stops_within_the_bound(
+    failing_kinesis: tuple[dict[str, str], Path], tmp_path: Path
+) -> None:
+    """Kinesis failing every request (HTTP 500) while the consumer stops: `metering consume` exits
+    within SHUTDOWN_GRACE_SECONDS + STOP_MARGIN_SECONDS of SIGTERM, whatever the JVM is doing."""
+    aws, flag = failing_kinesis
+    env = aws | {
+        "ENVIRONMENT": f"stop-{uuid.uuid4().hex[:8]}",
+        "FLUSH_INTERVAL_SECONDS": "1",
+        "METRICS_PORT": "0",
+        "SHUTDOWN_GRACE_SECONDS": "10",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in aws.items():
+            patch.setenv(name, value)
+        stack = Stack(ConsumerSettings.from_env(env), env, tmp_path)
+        provision(stack.settings, report=lambda _line: None)
+        with stack:
+            events = make_events(200, seed=21)
+            put_events(stack, events)
+            consumer = stack.start_consumer()
+            wait_exact(stack, events, consumer)
+            flag.touch()
+            time.sleep(5)  # every poll fails meanwhile
+            stopped = time.monotonic()
+            code = consumer.stop(timeout=60)
+            took = time.monotonic() - stopped
+    print(
+        f"\n[stop with Kinesis at 500] exit {code} after {took:.1f} s (bound 10 + {STOP_MARGIN_SECONDS:g} s)"
+    )
+    assert took < 10 + STOP_MARGIN_SECONDS + 3, consumer.log_tail()
+    assert code in (0, 1)
 
 
 def test_two_workers_share_shards_and_survive_losing_one(stack: Stack) -> None:
