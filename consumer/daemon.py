@@ -238,6 +238,7 @@ def _serve_metrics(
             multiproc_dir,
             lambda: daemon.poll() is None,
             stall_seconds=settings.health_stall_seconds,
+            poll_seconds=settings.health_poll_seconds,
         )
     except OSError as exc:
         raise ConfigError(f"METRICS_PORT={settings.metrics_port} cannot be served: {exc}") from exc

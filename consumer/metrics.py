@@ -32,6 +32,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNFLUSHED_SINCE = "metering_unflushed_since_timestamp_seconds"
+LAST_POLL = "metering_last_poll_timestamp_seconds"
 LEASES_HELD = "metering_leases_held"
 
 
@@ -104,6 +105,15 @@ class ProcessorMetrics:
             registry=registry,
             multiprocess_mode="livemostrecent",
         )
+        # GetRecords failing (an outage, a wrong endpoint, no permission) never reaches the processor:
+        # only the age of its last poll shows a consumer that cannot read (issue 21).
+        self.last_poll = Gauge(
+            LAST_POLL,
+            "When the shard's processor last received a poll of the stream, empty or not (0: lease let go)",
+            ["shard"],
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
         self.dead_letters_sent = Counter(
             "metering_dead_letters_sent",
             "Records or log events durably written to the dead-letter queue, by reason",
@@ -152,32 +162,47 @@ class Health:
     daemon_alive: bool
     leases_held: int
     stalled: tuple[str, ...]  # shards whose records wait unflushed longer than the threshold
+    not_polling: tuple[str, ...] = ()  # held shards whose last successful poll is older than allowed
 
     @property
     def healthy(self) -> bool:
-        return self.daemon_alive and not self.stalled
+        return self.daemon_alive and not self.stalled and not self.not_polling
 
     @property
     def ready(self) -> bool:
         return self.daemon_alive and self.leases_held > 0
 
     def body(self) -> bytes:
-        status = "daemon stopped" if not self.daemon_alive else "stalled" if self.stalled else "ok"
         return orjson.dumps(
-            {"status": status, "leases_held": self.leases_held, "stalled": list(self.stalled)}
+            {
+                "status": self._status(),
+                "leases_held": self.leases_held,
+                "stalled": list(self.stalled),
+                "not_polling": list(self.not_polling),
+            }
         )
 
+    def _status(self) -> str:
+        if not self.daemon_alive:
+            return "daemon stopped"
+        return "stalled" if self.stalled else "not polling" if self.not_polling else "ok"
 
-def health(registry: CollectorRegistry, daemon_alive: bool, now: float, stall_seconds: float) -> Health:
+
+def health(
+    registry: CollectorRegistry, daemon_alive: bool, now: float, stall_seconds: float, poll_seconds: float
+) -> Health:
     """Judge the consumer from what its live record processors last wrote (pure over the registry)."""
-    stalled, leases = [], 0
+    overdue: dict[str, list[str]] = {UNFLUSHED_SINCE: [], LAST_POLL: []}
+    limit = {UNFLUSHED_SINCE: stall_seconds, LAST_POLL: poll_seconds}
+    leases = 0
     for family in registry.collect():
         for sample in family.samples:
-            if sample.name == UNFLUSHED_SINCE and sample.value and now - sample.value > stall_seconds:
-                stalled.append(sample.labels["shard"])
+            if sample.name in limit and sample.value and now - sample.value > limit[sample.name]:
+                overdue[sample.name].append(sample.labels["shard"])
             elif sample.name == LEASES_HELD:
                 leases += int(sample.value)
-    return Health(daemon_alive, leases, tuple(sorted(stalled)))
+    stalled, not_polling = (tuple(sorted(overdue[name])) for name in (UNFLUSHED_SINCE, LAST_POLL))
+    return Health(daemon_alive, leases, stalled, not_polling)
 
 
 def forget_dead_children(multiproc_dir: Path) -> None:
@@ -198,12 +223,14 @@ def serve(
     daemon_alive: Callable[[], bool],
     *,
     stall_seconds: float,
+    poll_seconds: float,
     clock: Callable[[], float] = time.time,
 ) -> ThreadingHTTPServer:
     """Serve /metrics, /healthz and /readyz on 0.0.0.0:`port` from a background thread.
 
-    /healthz: 200 while the daemon runs and no held shard has records waiting unflushed for more than
-    `stall_seconds`; 503 otherwise (ECS replaces the task; compose shows the container unhealthy).
+    /healthz: 200 while the daemon runs, no held shard has records waiting unflushed for more than
+    `stall_seconds` and every held shard was polled within `poll_seconds`; 503 otherwise (ECS
+    replaces the task; compose shows the container unhealthy).
     /readyz: 200 once the daemon holds at least one lease.
     """
     registry = CollectorRegistry()
@@ -214,7 +241,7 @@ def serve(
 
     def current() -> Health:
         forget_dead_children(multiproc_dir)
-        return health(registry, daemon_alive(), clock(), stall_seconds)
+        return health(registry, daemon_alive(), clock(), stall_seconds, poll_seconds)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:

@@ -172,6 +172,7 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
             self._last_flush = self._monotonic()
             self._metrics.leases_held.labels(self._shard_id).set(1)
             self._metrics.unflushed_since.labels(self._shard_id).set(0)
+            self._metrics.last_poll.labels(self._shard_id).set(self._now().timestamp())  # its clock starts
             self._log.info(
                 "shard_initialized", checkpoint=checkpoint, replay_cuts=self._accumulator.cut_points
             )
@@ -409,6 +410,7 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
         records, behind = len(polled.records), polled.millis_behind_latest
         self._metrics.records.labels(self._shard_id).inc(records)
         self._metrics.millis_behind.labels(self._shard_id).set(behind)
+        self._metrics.last_poll.labels(self._shard_id).set(now.timestamp())  # what /healthz ages
         self._cloudwatch.put([Sample("RecordsProcessed", records, now), Sample("IteratorAge", behind, now)])
         if records and self._unflushed_since is None:
             self._unflushed_since = time.time()
@@ -455,6 +457,7 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
         self._metrics.leases_held.labels(self._shard_id).set(0)
         self._metrics.pending_records.labels(self._shard_id).set(0)
         self._metrics.unflushed_since.labels(self._shard_id).set(0)
+        self._metrics.last_poll.labels(self._shard_id).set(0)
 
     def _require_accumulator(self) -> ShardAccumulator:
         if self._accumulator is None:

@@ -45,6 +45,7 @@ class ConsumerSettings:
     cloudwatch_metrics: str  # api, emf or off (consumer.cloudwatch)
     metrics_publish_seconds: float
     health_stall_seconds: float
+    health_poll_seconds: float
     alerts_topic_name: str | None  # None: no alerts
     alert_rules: AlertRules
     routes: Routes  # route templates behind a greedy resource (`/{proxy+}`): ROUTE_TEMPLATES
@@ -76,6 +77,7 @@ class ConsumerSettings:
             cloudwatch_metrics=read("CLOUDWATCH_METRICS", "api", _one_of(MODES)),
             metrics_publish_seconds=read("METRICS_PUBLISH_SECONDS", "30", between(5, 300, " seconds")),
             health_stall_seconds=read("HEALTH_STALL_SECONDS", "180", between(10, 3600, " seconds")),
+            health_poll_seconds=read("HEALTH_POLL_SECONDS", "120", between(10, 3600, " seconds")),
             alerts_topic_name=(
                 read("ALERTS_TOPIC_NAME", f"complical-usage-alerts-{environment}", resource_name)
                 if read("ALERTS_ENABLED", "true", boolean)
@@ -91,13 +93,18 @@ class ConsumerSettings:
 
 
 def _stall_after_ride_out(settings: ConsumerSettings) -> None:
-    """A flush riding out an outage is slow, not stalled: /healthz must wait longer than that."""
+    """A flush riding out an outage is slow, not stalled: /healthz must wait longer than that. The
+    processor takes no poll while it flushes, so that holds for the poll threshold too."""
     least = settings.write_retry_seconds + settings.flush_interval_seconds
-    if settings.health_stall_seconds <= least:
-        raise ConfigError(
-            f"HEALTH_STALL_SECONDS={settings.health_stall_seconds:g} is invalid: must exceed"
-            f" WRITE_RETRY_SECONDS + FLUSH_INTERVAL_SECONDS ({least:g})"
-        )
+    for name, seconds in (
+        ("HEALTH_STALL_SECONDS", settings.health_stall_seconds),
+        ("HEALTH_POLL_SECONDS", settings.health_poll_seconds),
+    ):
+        if seconds <= least:
+            raise ConfigError(
+                f"{name}={seconds:g} is invalid: must exceed"
+                f" WRITE_RETRY_SECONDS + FLUSH_INTERVAL_SECONDS ({least:g})"
+            )
 
 
 def _alert_rules(path: str) -> AlertRules:

@@ -84,7 +84,7 @@ def metrics_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     assert child.stdin and child.stdout
     try:
         assert child.stdout.readline() == b"written\n"
-        server = metrics.serve(0, multiproc, lambda: True, stall_seconds=60)
+        server = metrics.serve(0, multiproc, lambda: True, stall_seconds=60, poll_seconds=60)
         try:
             yield server.server_address[1]
         finally:

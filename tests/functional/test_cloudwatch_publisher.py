@@ -105,15 +105,36 @@ def test_health_is_judged_from_what_the_record_processors_wrote() -> None:
     registry = CollectorRegistry()
     metrics = ProcessorMetrics(registry)
     now = 1_000_000.0
-    assert not health(registry, True, now, stall_seconds=120).ready  # no lease yet
+    assert not health(registry, True, now, stall_seconds=120, poll_seconds=60).ready  # no lease yet
     metrics.leases_held.labels("shard-a").set(1)
     metrics.leases_held.labels("shard-b").set(1)
     metrics.unflushed_since.labels("shard-a").set(now - 119)
     metrics.unflushed_since.labels("shard-b").set(0)  # nothing waiting, however long ago it flushed
-    state = health(registry, True, now, stall_seconds=120)
+    state = health(registry, True, now, stall_seconds=120, poll_seconds=60)
     assert state.healthy and state.ready and state.leases_held == 2
     metrics.unflushed_since.labels("shard-a").set(now - 121)
-    state = health(registry, True, now, stall_seconds=120)
+    state = health(registry, True, now, stall_seconds=120, poll_seconds=60)
     assert not state.healthy and state.stalled == ("shard-a",)
-    assert json.loads(state.body()) == {"status": "stalled", "leases_held": 2, "stalled": ["shard-a"]}
-    assert not health(registry, False, now, stall_seconds=120).healthy
+    assert json.loads(state.body()) == {
+        "status": "stalled",
+        "leases_held": 2,
+        "stalled": ["shard-a"],
+        "not_polling": [],
+    }
+    assert not health(registry, False, now, stall_seconds=120, poll_seconds=60).healthy
+
+
+def test_health_fails_when_a_held_shard_has_not_been_polled_for_too_long() -> None:
+    """A shard whose processor received no poll (GetRecords failing) for poll_seconds is unhealthy,
+    even though no record waits; a lease let go (0) is not judged."""
+    registry = CollectorRegistry()
+    metrics = ProcessorMetrics(registry)
+    now = 1_000_000.0
+    metrics.leases_held.labels("shard-a").set(1)
+    metrics.last_poll.labels("shard-a").set(now - 59)
+    metrics.last_poll.labels("shard-b").set(0)
+    assert health(registry, True, now, stall_seconds=120, poll_seconds=60).healthy
+    metrics.last_poll.labels("shard-a").set(now - 61)
+    state = health(registry, True, now, stall_seconds=120, poll_seconds=60)
+    assert not state.healthy and state.not_polling == ("shard-a",) and not state.stalled
+    assert json.loads(state.body())["status"] == "not polling"

@@ -6,10 +6,13 @@ counted twice and lost, summed over the GLOBAL hour items (every event is in exa
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -180,6 +183,53 @@ def test_sigterm_while_kinesis_answers_500_still_stops_within_the_bound(
     )
     assert took < 10 + STOP_MARGIN_SECONDS + 3, consumer.log_tail()
     assert code in (0, 1)
+
+
+def _healthz(port: int) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
+            return int(reply.status), json.load(reply)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def test_healthz_fails_while_kinesis_cannot_be_read_and_recovers_exactly(
+    failing_kinesis: tuple[dict[str, str], Path], tmp_path: Path
+) -> None:
+    """Every GetRecords failing (HTTP 500, as moto 5.2.6 did): no record waits unflushed, yet /healthz
+    turns 503 "not polling" after HEALTH_POLL_SECONDS; once Kinesis answers it is 200 and counts exact."""
+    aws, flag = failing_kinesis
+    port = free_port()
+    env = aws | {
+        "ENVIRONMENT": f"poll-{uuid.uuid4().hex[:8]}",
+        "FLUSH_INTERVAL_SECONDS": "1",
+        "WRITE_RETRY_SECONDS": "3",
+        "HEALTH_POLL_SECONDS": "10",
+        "METRICS_PORT": str(port),
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in aws.items():
+            patch.setenv(name, value)
+        stack = Stack(ConsumerSettings.from_env(env), env, tmp_path)
+        provision(stack.settings, report=lambda _line: None)
+        with stack:
+            events = make_events(200, seed=22)
+            put_events(stack, events)
+            consumer = stack.start_consumer()
+            wait_exact(stack, events, consumer)
+            assert _healthz(port)[0] == 200
+            flag.touch()
+            failed = time.monotonic()
+            wait_for(lambda: _healthz(port)[0] == 503, 60, "/healthz 503")
+            _, body = _healthz(port)
+            print(f"\n[Kinesis at 500] /healthz 503 after {time.monotonic() - failed:.0f} s: {body}")
+            assert body["status"] == "not polling" and len(body["not_polling"]) == 2, body
+            flag.unlink()
+            more = make_events(200, seed=23)
+            put_events(stack, more)
+            wait_for(lambda: _healthz(port)[0] == 200, 60, "/healthz 200 again")
+            wait_exact(stack, events + more, consumer)
+            assert consumer.stop() == 0, consumer.log_tail()
 
 
 def test_two_workers_share_shards_and_survive_losing_one(stack: Stack) -> None:

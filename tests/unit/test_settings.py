@@ -45,6 +45,11 @@ def test_each_component_stops_on_a_bad_value_naming_the_variable() -> None:
             {"HEALTH_STALL_SECONDS": "60"},
             "HEALTH_STALL_SECONDS=60 is invalid: must exceed WRITE_RETRY_SECONDS",
         ),
+        (
+            {"HEALTH_POLL_SECONDS": "65"},
+            "HEALTH_POLL_SECONDS=65 is invalid: must exceed WRITE_RETRY_SECONDS",
+        ),
+        ({"HEALTH_POLL_SECONDS": "5"}, "HEALTH_POLL_SECONDS='5' is invalid: must be between"),
         ({"ALERTS_ENABLED": "maybe"}, "ALERTS_ENABLED='maybe' is invalid"),
         (
             {"ALERT_RULES_FILE": "/nonexistent/rules.json"},
