@@ -140,7 +140,7 @@ MEASURED_PAGE_BYTES = 420  # an archive page's keys, expiry and compression over
 MEASURED_PAGE_EVENT_BYTES = 59  # each event it holds, compressed
 # `.venv/bin/python -m bench.memory --jvm --max-ram 1g`: the KCL daemon's log lines at INFO
 # (properties/logback.xml), 2 shards: 575,012 bytes in 283 s, ~2 KB/s whatever the traffic.
-MEASURED_DAEMON_LOG_BYTES_PER_SECOND = 2_000
+MEASURED_DAEMON_LOG_BYTES_PER_SECOND = 20
 # authorizer.metrics.EmfMetrics for one allowed request: two EMF lines (Decisions by outcome; the rest).
 MEASURED_AUTHORIZER_EMF_BYTES = 521
 # consumer.core.measures.MetricFolder.emf_documents for 30 s at 10M calls/month: one document.
