@@ -138,8 +138,8 @@ MEASURED_ITEM_BYTES = {
 }
 MEASURED_PAGE_BYTES = 420  # an archive page's keys, expiry and compression overhead
 MEASURED_PAGE_EVENT_BYTES = 59  # each event it holds, compressed
-# `.venv/bin/python -m bench.memory --jvm --max-ram 1g`: the KCL daemon's log lines at INFO
-# (properties/logback.xml), 2 shards: 575,012 bytes in 283 s, ~2 KB/s whatever the traffic.
+# The KCL daemon's log lines with properties/logback.xml's quiet loggers, 2 shards at rest: 26,191 bytes
+# in 1,293 s, ~20 B/s (BENCHMARKS.md, "Logs").
 MEASURED_DAEMON_LOG_BYTES_PER_SECOND = 20
 # authorizer.metrics.EmfMetrics for one allowed request: two EMF lines (Decisions by outcome; the rest).
 MEASURED_AUTHORIZER_EMF_BYTES = 521

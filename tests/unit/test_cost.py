@@ -306,13 +306,14 @@ def test_custom_metrics_are_counted_from_the_catalogue_and_its_dimension_values(
 
 def test_cloudwatch_as_deployed_adds_kcl_metrics_container_insights_and_info_logs() -> None:
     """SUMMARY: 25 metrics and 2 PutMetricData calls per task every 10 s; Container Insights' metrics;
-    the daemon's INFO lines (~2 KB/s for 2 shards); Lambda's platform lines; the consumer's calls."""
+    the daemon's INFO lines (~20 B/s for 2 shards); Lambda's platform lines; the consumer's calls."""
     inputs = replace(cost.AS_DEPLOYED, calls_per_month=1_000_000)
     lines = _lines(cost.cloudwatch_lines(inputs, cost.PRICES))
     assert lines["KCL metrics (SUMMARY, 25)"].monthly_usd == pytest.approx(7.5)
     assert lines["KCL PutMetricData calls"].quantity == pytest.approx(2 * 262_800 * 2 / 1000)
     assert lines["Container Insights metrics (30)"].monthly_usd == pytest.approx(9.0)
-    assert lines["KCL daemon INFO log lines"].quantity == pytest.approx(cost.MEASURED_DAEMON_LOG_BYTES_PER_SECOND * 2_628_000 / cost.GIB)
+    daemon_log_gb = cost.MEASURED_DAEMON_LOG_BYTES_PER_SECOND * 2_628_000 / cost.GIB
+    assert lines["KCL daemon INFO log lines"].quantity == pytest.approx(daemon_log_gb)
     assert lines["Lambda START/END/REPORT lines"].quantity == pytest.approx(300_000_000 / cost.GIB)
     assert lines["consumer PutMetricData calls"].quantity == pytest.approx(2 * 87_600 / 1000)
     assert lines["alarms (12, over 15 metrics)"].monthly_usd == pytest.approx(1.5)
