@@ -14,6 +14,12 @@ where both accept. Any line the fast path refuses is decoded by amazon_kclpy its
 (`json.loads(line, object_hook=dispatch.message_decode)`) and handled by the same code as the stock
 process: unknown actions, malformed JSON, missing keys, odd types raise or behave exactly as there.
 tests/functional/test_kcl_protocol.py drives both with the same lines and compares everything.
+
+One deliberate difference: a record whose `approximateArrivalTimestamp` is null (the daemon's
+`JsonFriendlyRecord` writes null when the KCL record has no arrival time) is delivered with
+`timestamp_millis` and `approximate_arrival_timestamp` None. amazon_kclpy raises a TypeError on it
+while decoding the line, outside any processor, so `run()` ends and the shard restarts on the same
+records forever; here the processor gets them, and judges their time by its own clock.
 """
 
 from __future__ import annotations
@@ -55,7 +61,8 @@ class Record(msgspec.Struct, frozen=True, eq=False, gc=False, forbid_unknown_fie
     data: str  # base64, as sent
     partition_key: str = msgspec.field(name="partitionKey")
     sequence_number: str = msgspec.field(name="sequenceNumber")
-    timestamp_millis: ArrivalMillis = msgspec.field(name="approximateArrivalTimestamp")
+    # None: the daemon had no arrival time (see the module's docstring).
+    timestamp_millis: ArrivalMillis | None = msgspec.field(name="approximateArrivalTimestamp")
     sub_sequence_number: int = msgspec.field(name="subSequenceNumber")
     # Required: amazon_kclpy's object hook turns every JSON object into the message its action names.
     action: Literal["record"]
@@ -66,7 +73,9 @@ class Record(msgspec.Struct, frozen=True, eq=False, gc=False, forbid_unknown_fie
         return a2b_base64(self.data)
 
     @property
-    def approximate_arrival_timestamp(self) -> datetime:
+    def approximate_arrival_timestamp(self) -> datetime | None:
+        if self.timestamp_millis is None:
+            return None
         return datetime.fromtimestamp(self.timestamp_millis / 1000.0)
 
     def get(self, field: str) -> Any:

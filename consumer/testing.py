@@ -51,14 +51,19 @@ def encode(payload: dict[str, Any] | bytes) -> bytes:
     return payload if isinstance(payload, bytes) else orjson.dumps(payload)
 
 
-def kcl_record(sequence: int, data: bytes, sub_sequence: int = 0) -> dict[str, Any]:
+ARRIVED_MILLIS = 1795564800000  # 2026-11-25T00:00:00Z
+
+
+def kcl_record(
+    sequence: int, data: bytes, sub_sequence: int = 0, arrived: int | None = ARRIVED_MILLIS
+) -> dict[str, Any]:
     return {
         "action": "record",
         "data": base64.b64encode(data).decode(),
         "partitionKey": "pk",
         "sequenceNumber": str(sequence),
         "subSequenceNumber": sub_sequence,
-        "approximateArrivalTimestamp": 1795564800000,  # 2026-11-25T00:00:00Z
+        "approximateArrivalTimestamp": arrived,  # None: the daemon writes null when it has none
     }
 
 
@@ -190,13 +195,15 @@ class ScriptedDaemon:
             {"action": "initialize", "shardId": shard_id, "sequenceNumber": sequence, "subSequenceNumber": 0}
         )
 
-    def records(self, records: list[tuple[int, bytes]], *, at_tip: bool = False) -> ScriptedDaemon:
+    def records(
+        self, records: list[tuple[int, bytes]], *, at_tip: bool = False, arrived: int | None = ARRIVED_MILLIS
+    ) -> ScriptedDaemon:
         """One poll's records; `at_tip` when they reach the end of what the shard holds now."""
         return self._send(
             {
                 "action": "processRecords",
                 "millisBehindLatest": 0 if at_tip else 1000,
-                "records": [kcl_record(seq, data) for seq, data in records],
+                "records": [kcl_record(seq, data, arrived=arrived) for seq, data in records],
             }
         )
 

@@ -2,9 +2,10 @@
 
 One SQS message per record, a JSON document (`version` 1) holding the record's original bytes
 (`data`, base64), its place in the stream (`shardId`, `sequenceNumber`, `subSequenceNumber`,
-`partitionKey`), `arrivedAt` (the approximate arrival time), `reason`, `detail`, `stream` and
-`application`. One bad part of a good record goes alone, its index beside the place: `logEvent`
-(a log event of an access-log record) or `batchEvent` (an event of a usage batch, `contract.batch`).
+`partitionKey`), `arrivedAt` (the approximate arrival time, "" when the daemon gave none),
+`reason`, `detail`, `stream` and `application`. One bad part of a good record goes alone, its
+index beside the place: `logEvent` (a log event of an access-log record) or `batchEvent` (an event
+of a usage batch, `contract.batch`).
 A message is at most 256 KiB (the SQS limit older queues still have). A record too big for that (a
 Kinesis record can be 1 MiB) keeps a prefix of its data, with `dataTruncated: true` and the whole
 record's `dataSha256`; `dataBytes` is always the original length.
@@ -151,13 +152,14 @@ def dead_letter(
     data: bytes = record.binary_data if log_event is None else log_event[1]
     part = None if log_event is None else log_event[0]
     in_batch = part is not None and is_batch(record.binary_data)
-    arrived = datetime.fromtimestamp(int(record.timestamp_millis) / 1000, UTC)
+    millis = record.timestamp_millis  # None: the daemon did not know the arrival time
+    arrived = None if millis is None else datetime.fromtimestamp(int(millis) / 1000, UTC)
     return DeadLetter(
         shard_id=shard_id,
         sequence_number=str(record.sequence_number),
         sub_sequence_number=int(record.sub_sequence_number or 0),
         partition_key=str(record.partition_key),
-        arrived_at=format_timestamp(arrived),
+        arrived_at="" if arrived is None else format_timestamp(arrived),
         reason=str(error.reason),
         detail=error.detail,
         data=data,

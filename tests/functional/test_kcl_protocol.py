@@ -18,10 +18,13 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+import structlog
 from amazon_kclpy import kcl
 from amazon_kclpy.checkpoint_error import CheckpointError
 from amazon_kclpy.v2 import processor as v2processor
@@ -30,7 +33,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumer import kcl_protocol
-from consumer.testing import ScriptedDaemon
+from consumer.core.events import Reason
+from consumer.processor import UsageRecordProcessor
+from consumer.sinks.memory import MemorySink
+from consumer.testing import RecordingDeadLetters, ScriptedDaemon, event
 from tests.functional import test_record_processor as record_processor_suite
 
 IMPLEMENTATIONS: dict[str, Callable[..., Any]] = {
@@ -470,7 +476,6 @@ def test_odd_lines_behave_as_in_amazon_kclpy(bad: str) -> None:
         pytest.param([record(b"{}", "1", arrived=1795564800000.7)], id="arrival-as-float"),
         pytest.param([record(b"{}", "1", arrived=10**20)], id="arrival-out-of-range"),
         pytest.param([record(b"{}", "1", arrived=-1)], id="arrival-negative"),
-        pytest.param([record(b"{}", "1", arrived=None)], id="arrival-null"),
         pytest.param([record(b"{}", "1", arrived=253_402_300_799_999)], id="arrival-year-9999"),
         pytest.param(
             [{k: v for k, v in record(b"{}", "1").items() if k != "action"}], id="record-without-action"
@@ -494,6 +499,19 @@ def test_odd_records_behave_as_in_amazon_kclpy(records: list[dict[str, Any]]) ->
     assert_same(
         [initialize(), process_records(records), process_records([record(b"{}", "2")]), bare("leaseLost")]
     )
+
+
+def test_a_record_without_an_arrival_time_is_delivered_where_amazon_kclpy_raises() -> None:
+    """A null approximateArrivalTimestamp: stock kclpy ends `run()` decoding the line (the shard
+    restarts on it forever); the new process delivers the record with its arrival None."""
+    lines = [initialize(), process_records([record(b"{}", "1", arrived=None)]), bare("leaseLost")]
+    stock = run("amazon_kclpy", lines)
+    assert stock.raised is not None and stock.raised[0] is TypeError
+    fast = run("kcl_protocol", lines)
+    assert fast.raised is None and fast.errors == []
+    [(data, _, sequence, _, _, millis, arrival, fields, _)] = fast.calls[1][1][2]
+    assert (data, sequence, millis, arrival, fields[3]) == (b"{}", "1", None, None, None)
+    assert statuses(fast) == ["initialize", "processRecords", "leaseLost"]
 
 
 @pytest.mark.parametrize("millis_behind", [None, 0, 2**63 - 1, "12", float("nan"), 1.5])
@@ -741,3 +759,36 @@ def test_the_child_process_runs_the_new_process() -> None:
     from consumer import kcl_child
 
     assert vars(kcl_child)["KCLProcess"] is kcl_protocol.KCLProcess
+
+
+# -- records without an arrival time, counted by the record processor --------------------------------
+NOW = datetime(2026, 11, 25, tzinfo=UTC)
+
+
+def _count(arrived: int | None, *ahead: timedelta) -> tuple[MemorySink, RecordingDeadLetters, ScriptedDaemon]:
+    """Events `ahead` of the processor's clock, in one poll of records arrived at `arrived`."""
+    sink, dead_letters = MemorySink(), RecordingDeadLetters()
+    processor = UsageRecordProcessor(
+        sink, dead_letters, structlog.get_logger("test"), flush_interval=5.0, now=lambda: NOW
+    )
+    polled = [(n, orjson.dumps(event(at=NOW + offset))) for n, offset in enumerate(ahead, start=1)]
+    daemon = ScriptedDaemon().initialize(SHARD).records(polled, arrived=arrived).shutdown_requested()
+    kcl_protocol.KCLProcess(processor, input_file=daemon, output_file=daemon, error_file=daemon.stderr).run()
+    return sink, dead_letters, daemon
+
+
+def test_a_record_without_an_arrival_time_is_counted_by_its_events_own_time() -> None:
+    """Arrival unknown: the event is counted, its time judged against the processor's clock."""
+    sink, dead_letters, daemon = _count(
+        None, timedelta(minutes=-1), timedelta(minutes=4), timedelta(minutes=30)
+    )
+    assert sink.items[("USER#alice@example.com", "TOTAL")]["calls"] == 2
+    assert dead_letters.sent[0][0] == "3" and dead_letters.reasons == [Reason.FUTURE_TIMESTAMP]
+    assert daemon.checkpoints == [("3", 0)] and daemon.statuses[-1] == "shutdownRequested"
+
+
+def test_a_known_arrival_time_still_judges_the_events_time() -> None:
+    """Arrival known: an event ahead of the clock but not of its arrival counts (replays decide alike)."""
+    arrived = int((NOW + timedelta(minutes=30)).timestamp() * 1000)
+    sink, dead_letters, _ = _count(arrived, timedelta(minutes=30))
+    assert sink.items[("USER#alice@example.com", "TOTAL")]["calls"] == 1 and dead_letters.sent == []

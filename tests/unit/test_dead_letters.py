@@ -6,12 +6,14 @@ import base64
 import hashlib
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 import structlog
 from amazon_kclpy.messages import Record
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from consumer import kcl_protocol
 from consumer.core.events import InvalidEvent, Reason
 from consumer.errors import Misconfigured, SinkUnavailable
 from consumer.sinks.dead_letters import (
@@ -110,6 +112,14 @@ def test_message_holds_the_record_and_its_place() -> None:
         "dataBytes": 9,
         "data": base64.b64encode(b"{not json").decode(),
     }
+
+
+def test_a_record_without_an_arrival_time_is_dead_lettered_with_an_empty_arrival() -> None:
+    """A record the daemon sent without an arrival time still makes a message, `arrivedAt` empty."""
+    record = msgspec.convert(kcl_record(7, b"{not json", arrived=None), kcl_protocol.Record)
+    letter = dead_letter(SHARD, record, InvalidEvent(Reason.NOT_JSON, "why"), stream="s", application="a")
+    document = orjson.loads(letter.to_message())
+    assert document["arrivedAt"] == "" and DeadLetter.from_message(letter.to_message()) == letter
 
 
 def test_message_round_trips() -> None:
