@@ -21,9 +21,12 @@ _MAX_SCANNED_CHARS = 16 * 1024
 _KEY_LIKE = re.compile(rf"{PREFIX}{KEY_ID_PATTERN}_[A-Za-z0-9_-]{{4,}}", re.ASCII)
 REDACTED = "[REDACTED]"
 # The one method a REST Allow may name: every part concrete. `*` and `?` are IAM policy wildcards,
-# refused anywhere: an Allow must never reach another account, API, stage, verb or path.
+# refused anywhere: an Allow must never reach another account, API, stage, verb or path. The stage
+# is a REST stage name or `$default`, the stage every HTTP API has (payload format 1.0 sends a
+# methodArn too).
 _METHOD_ARN = re.compile(
-    r"arn:aws(?:-cn|-us-gov)?:execute-api:[a-z]{2}(?:-[a-z]+)+-\d:\d{12}:[a-z0-9]{1,64}/[A-Za-z0-9_-]{1,128}/"
+    r"arn:aws(?:-cn|-us-gov)?:execute-api:[a-z]{2}(?:-[a-z]+)+-\d:\d{12}:[a-z0-9]{1,64}/"
+    r"(?:\$default|[A-Za-z0-9_-]{1,128})/"
     r"(?:GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)(?:/[^*?\s]*)?",
     re.ASCII,
 )

@@ -36,6 +36,7 @@ from tests.authorizer.conftest import (
     new_key,
     rest_event,
 )
+from tests.samples import sample
 
 SETTINGS = AuthorizerSettings(
     environment="test",
@@ -280,6 +281,8 @@ def test_a_key_created_a_moment_ago_is_allowed(aws: Aws, clock: FakeClock) -> No
         "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/GET/items/*",
         "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/GET/items/4?",
         "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/FETCH/items/42",
+        "arn:aws:execute-api:us-east-1:123456789012:abc123/$other/GET/items/42",
+        "arn:aws:execute-api:us-east-1:123456789012:abc123/$default*/GET/items/42",
         "arn:aws:s3:::bucket/prod/GET/items/42",
     ],
 )
@@ -305,6 +308,20 @@ def test_blank_api_key_header_does_not_hide_a_bearer_token(aws: Aws, clock: Fake
     for blank in ["", "  ", None, 42]:
         event = rest_event({"x-api-key": blank, "Authorization": f"Bearer {secret}"})
         assert authorizer.handle(event)["context"]["outcome"] == "ALLOWED"
+
+
+def test_http_api_payload_1_0_on_the_default_stage_is_allowed(aws: Aws, clock: FakeClock) -> None:
+    """An HTTP API's 1.0 authorizer event (powertools' sample) on the `$default` stage: a valid key
+    gets an Allow naming that very methodArn."""
+    key_id, secret = new_key(aws)
+    event = sample("apiGatewayAuthorizerRequestEvent")
+    event["methodArn"] = event["methodArn"].replace("/test/", "/$default/")
+    event["requestContext"]["stage"] = "$default"
+    event["headers"]["x-api-key"] = secret
+    assert event["methodArn"] == "arn:aws:execute-api:us-east-1:123456789012:abcdef123/$default/GET/request"
+    response = make(aws, clock).handle(event)
+    assert response["context"]["outcome"] == "ALLOWED" and response["principalId"] == key_id
+    assert response["policyDocument"]["Statement"][0]["Resource"] == event["methodArn"]
 
 
 @pytest.mark.parametrize("broken", ["emit", "flush"])
