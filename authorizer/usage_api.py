@@ -1,10 +1,12 @@
 """`GET /v1/usage`: the calling key's user's own usage, behind the same API Gateway and authorizer.
 
-A Lambda proxy integration (REST). The user is the one the authorizer put in the request's context
-(`requestContext.authorizer.userEmail`, with `apiKeyId` and `plan`), never anything the request
-says: the endpoint takes no parameters, and a request carrying any is refused, so no query string
-can name another user. Calls to it pass the authorizer like any other, so they are rate limited and
-metered; its own count shows up after the consumer's next flush (seconds).
+A Lambda proxy integration, of a REST API or of an HTTP API (payload format 2.0, `version` "2.0").
+The user is the one the authorizer put in the request's context (`requestContext.authorizer`, or
+`requestContext.authorizer.lambda` in an HTTP API's event: `userEmail`, with `apiKeyId` and
+`plan`), never anything the request says: the endpoint takes no parameters, and a request carrying
+any is refused, so no query string can name another user. Calls to it pass the authorizer like any
+other, so they are rate limited and metered; its own count shows up after the consumer's next flush
+(seconds). The templates (ecs/api-gateway.yaml) deploy it behind a REST API.
 
 | request | status | `error` |
 |---|---|---|
@@ -103,26 +105,66 @@ class UsageEndpoint:
         return _response(200, summary.document())
 
 
+@dataclass(frozen=True, slots=True)
+class _Proxied:
+    """What the endpoint reads of a proxy event, whichever API type sent it."""
+
+    authorizer: object  # the authorizer's context
+    method: object
+    route: object  # the route template the request matched
+    path_parameters: object
+    query: tuple[object, ...]  # every place a query string can be
+
+
 def caller_of(event: object) -> Caller:
     """The caller of a `GET /v1/usage` request, from the authorizer's context only; `Refused` if not one."""
     if not isinstance(event, dict):
         raise Refused(400, "BAD_REQUEST", "not an API Gateway proxy request")
-    context = event.get("requestContext")
-    authorizer = context.get("authorizer") if isinstance(context, dict) else None
+    request = _http_v2(event) if event.get("version") == "2.0" else _rest(event)
+    authorizer = request.authorizer
     if not isinstance(authorizer, dict) or not authorizer:
         raise Refused(401, "UNAUTHENTICATED", "no caller: the request did not pass the authorizer")
     caller = _caller(authorizer)
-    if event.get("httpMethod") != "GET":
+    if request.method != "GET":
         raise Refused(405, "METHOD_NOT_ALLOWED", "GET only", {"Allow": "GET"})
-    if event.get("resource") != ROUTE or event.get("pathParameters"):
+    if request.route != ROUTE or request.path_parameters:
         raise Refused(404, "NOT_FOUND", f"the usage endpoint is GET {ROUTE}")
-    if event.get("queryStringParameters") or event.get("multiValueQueryStringParameters"):
+    if any(request.query):
         raise Refused(
             400,
             "UNSUPPORTED_PARAMETER",
             f"GET {ROUTE} takes no parameters: it answers for the calling key's user",
         )
     return caller
+
+
+def _rest(event: dict[Any, Any]) -> _Proxied:
+    context = _mapping(event.get("requestContext"))
+    return _Proxied(
+        authorizer=context.get("authorizer"),
+        method=event.get("httpMethod"),
+        route=event.get("resource"),
+        path_parameters=event.get("pathParameters"),
+        query=(event.get("queryStringParameters"), event.get("multiValueQueryStringParameters")),
+    )
+
+
+def _http_v2(event: dict[Any, Any]) -> _Proxied:
+    """An HTTP API's payload 2.0: a Lambda authorizer's context sits under `authorizer.lambda`, and
+    the route key ("GET /v1/usage", "ANY /v1/usage") names the route; `$default` names none."""
+    context = _mapping(event.get("requestContext"))
+    route_key = event.get("routeKey")
+    return _Proxied(
+        authorizer=_mapping(context.get("authorizer")).get("lambda"),
+        method=_mapping(context.get("http")).get("method"),
+        route=route_key.partition(" ")[2] if isinstance(route_key, str) else None,
+        path_parameters=event.get("pathParameters"),
+        query=(event.get("queryStringParameters"), event.get("rawQueryString")),
+    )
+
+
+def _mapping(value: object) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _caller(authorizer: dict[Any, Any]) -> Caller:

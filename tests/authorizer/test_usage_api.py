@@ -20,11 +20,15 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from authorizer import usage_api
+from authorizer.decision import Caller, Decision, Outcome
+from authorizer.policy import build_response
+from authorizer.request import parse_request
 from authorizer.usage_api import ROUTE, WORST_CASE_DYNAMODB_SECONDS, UsageApiSettings, UsageEndpoint
 from contract.environment import ConfigError
 from contract.table import analytics_table_spec
 from tests.deploy.aws_calls import iam_actions
 from tests.functional.test_billing_reads import ReadOnly, counts, ev, owner, utc, write
+from tests.samples import sample
 
 ARRIVAL = datetime(2026, 11, 30, 12, tzinfo=UTC)
 NOW = datetime(2026, 11, 30, 12, 5, tzinfo=UTC)
@@ -285,6 +289,87 @@ def test_what_the_request_says_elsewhere_never_changes_the_user(reader: ReadOnly
     event["requestContext"]["identity"] = {"user": BOB}
     document = body(endpoint(reader).answer(event))
     assert document["user"] == ADA and BOB not in json.dumps(document)
+
+
+# -- HTTP API events (payload format 2.0), from aws-lambda-powertools' samples -----------------------
+
+
+def allowed_context(email: str = ADA, plan: str = "pro") -> dict[str, Any]:
+    """The context our authorizer answers an HTTP API's 2.0 authorizer event (powertools' sample) with."""
+    answer = build_response(
+        Decision(Outcome.ALLOWED, Caller("abcdefghijkl", email, plan)),
+        parse_request(sample("apiGatewayAuthorizerV2Event")),
+    )
+    assert answer["isAuthorized"] is True
+    context: dict[str, Any] = answer["context"]
+    return context
+
+
+def http_request(**fields: Any) -> dict[str, Any]:
+    """powertools' v2 proxy event behind a Lambda authorizer, as a GET /v1/usage our authorizer allowed:
+    its route, path and authorizer context set, its query and path parameters gone."""
+    event = sample("apiGatewayProxyV2LambdaAuthorizerEvent")
+    del event["queryStringParameters"], event["pathParameters"]
+    event |= {"routeKey": f"GET {ROUTE}", "rawPath": ROUTE, "rawQueryString": ""}
+    event["requestContext"]["routeKey"] = f"GET {ROUTE}"
+    event["requestContext"]["http"]["path"] = ROUTE
+    event["requestContext"]["authorizer"]["lambda"] = allowed_context()
+    return event | fields
+
+
+def test_an_http_api_event_gets_the_same_answer_as_a_rest_one(reader: ReadOnly) -> None:
+    """An HTTP API v2 proxy event, the authorizer's context under `authorizer.lambda`: the caller's usage."""
+    rest = endpoint(reader).answer(request())
+    answer = endpoint(reader).answer(http_request())
+    assert answer["statusCode"] == 200 and body(answer) == body(rest) and body(answer)["user"] == ADA
+    any_method = http_request(routeKey=f"ANY {ROUTE}")
+    assert endpoint(reader).answer(any_method)["statusCode"] == 200
+
+
+def _http_variant(change: str) -> dict[str, Any]:
+    event = http_request()
+    context = event["requestContext"]
+    if change == "sample-as-is":
+        return sample("apiGatewayProxyV2LambdaAuthorizerEvent")  # its context names no caller
+    if change == "jwt-authorizer":
+        context["authorizer"] = {"jwt": {"claims": {"email": ADA}, "scopes": []}}
+    elif change == "context-beside-lambda":
+        context["authorizer"] = allowed_context()
+    elif change == "rate-limited":
+        context["authorizer"]["lambda"]["outcome"] = "RATE_LIMITED"
+    elif change == "post":
+        context["http"]["method"] = "POST"
+    elif change == "default-route":
+        event["routeKey"] = "$default"
+    elif change == "path-parameters":
+        event |= {"routeKey": f"GET {ROUTE}/{{user}}", "pathParameters": {"user": BOB}}
+    elif change == "raw-query":
+        event["rawQueryString"] = f"user={BOB}"
+    elif change == "query-parameters":
+        event["queryStringParameters"] = {"user": BOB}
+    return event
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "code"),
+    [
+        ("sample-as-is", 403, "FORBIDDEN"),
+        ("jwt-authorizer", 401, "UNAUTHENTICATED"),
+        ("context-beside-lambda", 401, "UNAUTHENTICATED"),
+        ("rate-limited", 403, "FORBIDDEN"),
+        ("post", 405, "METHOD_NOT_ALLOWED"),
+        ("default-route", 404, "NOT_FOUND"),
+        ("path-parameters", 404, "NOT_FOUND"),
+        ("raw-query", 400, "UNSUPPORTED_PARAMETER"),
+        ("query-parameters", 400, "UNSUPPORTED_PARAMETER"),
+    ],
+)
+def test_http_api_events_are_refused_as_rest_ones_are(
+    reader: ReadOnly, change: str, status: int, code: str
+) -> None:
+    """The same refusals for an HTTP API's events: no Lambda authorizer context, another method,
+    route or any parameter; nothing read."""
+    _refused(reader, _http_variant(change), status, code)
 
 
 def test_an_unreadable_table_is_503(reader: ReadOnly) -> None:

@@ -1,11 +1,12 @@
-"""Events nobody here wrote: the sample events of aws-lambda-powertools (Python), kept byte for byte.
+"""Events nobody here wrote: sample events of aws-lambda-powertools (Python), unchanged.
 
-Source: https://github.com/aws-powertools/powertools-lambda-python, `tests/events/` (MIT-0):
-`apiGatewayAuthorizerRequestEvent.json` (an HTTP API's REQUEST authorizer event, payload format
-1.0: `resourceId` reads `ANY /request`) at 6c5095ba78ca, and
-`apiGatewayProxyV2LambdaAuthorizerEvent.json` (an HTTP API v2 proxy event behind a Lambda
-authorizer, its context under `requestContext.authorizer.lambda`) at b74428ef786a. Tests copy
-one and change only what the case needs (a key header, the stage, the route).
+From https://github.com/aws-powertools/powertools-lambda-python `tests/events/` (MIT-0), at commit:
+- `apiGatewayAuthorizerRequestEvent.json` (6c5095ba78ca): an HTTP API's REQUEST authorizer event,
+  payload format 1.0 (`resourceId` reads `ANY /request`);
+- `apiGatewayAuthorizerV2Event.json` (8ff04535e23f): the same, payload format 2.0;
+- `apiGatewayProxyV2LambdaAuthorizerEvent.json` (b74428ef786a): an HTTP API v2 proxy event behind a
+  Lambda authorizer, its context under `requestContext.authorizer.lambda`.
+Tests copy one and change only what the case needs (a key header, the stage, the route).
 """
 
 from __future__ import annotations
