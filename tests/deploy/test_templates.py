@@ -48,3 +48,24 @@ def test_authorizer_stack_tables_match_the_tables_the_code_creates() -> None:
             "AttributeName": ttl["TimeToLiveSpecification"]["AttributeName"],
             "Enabled": True,
         }
+
+
+def test_the_authorizer_reserves_concurrency_enough_for_the_stage() -> None:
+    """The authorizer has reserved concurrency (CKV_AWS_115), a parameter whose default carries the
+    stage's default rate at 100 ms per call; 0 reserves none rather than throttling every request."""
+    template = cfn_yaml.load(str(ROOT / "ecs" / "api-gateway.yaml"))
+    parameters = template["Parameters"]
+    reserved = parameters["AuthorizerReservedConcurrency"]
+    function = template["Resources"]["AuthorizerFunction"]["Properties"]
+    assert function["ReservedConcurrentExecutions"] == {
+        "Fn::If": [
+            "ReserveAuthorizerConcurrency",
+            {"Ref": "AuthorizerReservedConcurrency"},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+    assert template["Conditions"]["ReserveAuthorizerConcurrency"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "AuthorizerReservedConcurrency"}, 0]}]
+    }
+    assert reserved["Default"] >= parameters["ThrottlingRateLimit"]["Default"] * 0.1
+    assert (reserved["MinValue"], reserved["MaxValue"]) == (0, 900)  # Lambda keeps 100 of 1000 unreserved
