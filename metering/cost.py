@@ -49,15 +49,17 @@ REPLAY_DAYS = 7  # `metering replay` rebuilds any window the stream still holds
 # ---------------------------------------------------------------------------------------------
 
 READ_ON = "2026-11-30"
-FIELD_NOTES = "as recorded in ../shared/notes/kcl-field-notes.md 'Prices'"
+READ_AGAIN_ON = "2026-12-07"  # the prices first found on that day
 NOT_FOUND = "not found on an AWS pricing page with the search tools on 2026-11-30"
+# How a price was found when not read off its page itself (it names the page all the same).
+PRICE_LIST = "from the AWS Price List (us-east-1)"
+QUOTED = "as quoted from this page by a third-party page; re-check before relying on it"
 
 KINESIS_PAGE = "https://aws.amazon.com/kinesis/data-streams/pricing/"
 DYNAMODB_PAGE = "https://aws.amazon.com/dynamodb/pricing/on-demand/"
 FARGATE_PAGE = "https://aws.amazon.com/fargate/pricing/"
 LAMBDA_PAGE = "https://aws.amazon.com/lambda/pricing/"
 CLOUDWATCH_PAGE = "https://aws.amazon.com/cloudwatch/pricing/"
-CLOUDFRONT_PAGE = "https://aws.amazon.com/cloudfront/pricing/"
 SQS_PAGE = "https://aws.amazon.com/sqs/pricing/"
 SNS_PAGE = "https://aws.amazon.com/sns/pricing/"
 
@@ -68,7 +70,7 @@ class Price:
     per: str  # the unit a line's quantity is counted in
     source: str
     as_of: str = READ_ON
-    note: str = FIELD_NOTES
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,15 +78,16 @@ class PriceTable:
     kinesis_shard_hour: Price = Price(0.015, "shard-hour", KINESIS_PAGE)
     kinesis_put_units: Price = Price(0.014, "1M PUT payload units", KINESIS_PAGE)
     kinesis_extended_retention: Price = Price(0.020, "shard-hour", KINESIS_PAGE)
-    kinesis_long_term_retention: Price = Price(None, "GB-month", KINESIS_PAGE, note=NOT_FOUND)
-    kinesis_on_demand_stream_hour: Price = Price(None, "stream-hour", KINESIS_PAGE, note=NOT_FOUND)
-    kinesis_on_demand_data_in: Price = Price(None, "GB", KINESIS_PAGE, note=NOT_FOUND)
-    kinesis_on_demand_data_out: Price = Price(None, "GB", KINESIS_PAGE, note=NOT_FOUND)
-    kinesis_on_demand_retention: Price = Price(None, "GB-month", KINESIS_PAGE, note=NOT_FOUND)
+    kinesis_long_term_retention: Price = Price(0.023, "GB-month", KINESIS_PAGE, READ_AGAIN_ON, PRICE_LIST)
+    # On-demand (standard), as the page and the AWS Big Data blog of 2026-03-09 give them.
+    kinesis_on_demand_stream_hour: Price = Price(0.04, "stream-hour", KINESIS_PAGE, READ_AGAIN_ON)
+    kinesis_on_demand_data_in: Price = Price(0.08, "GB", KINESIS_PAGE, READ_AGAIN_ON)
+    kinesis_on_demand_data_out: Price = Price(0.04, "GB", KINESIS_PAGE, READ_AGAIN_ON)
+    kinesis_on_demand_retention: Price = Price(0.10, "GB-month", KINESIS_PAGE, READ_AGAIN_ON)
     dynamodb_writes: Price = Price(0.625, "1M write units", DYNAMODB_PAGE)
     dynamodb_reads: Price = Price(0.125, "1M read units", DYNAMODB_PAGE)
     dynamodb_storage: Price = Price(0.25, "GB-month", DYNAMODB_PAGE)
-    dynamodb_pitr: Price = Price(None, "GB-month", DYNAMODB_PAGE, note=NOT_FOUND)
+    dynamodb_pitr: Price = Price(0.20, "GB-month", DYNAMODB_PAGE, READ_AGAIN_ON, PRICE_LIST)
     fargate_vcpu_x86: Price = Price(0.04048, "vCPU-hour", FARGATE_PAGE)
     fargate_gb_x86: Price = Price(0.004445, "GB-hour", FARGATE_PAGE)
     fargate_vcpu_arm: Price = Price(0.03238, "vCPU-hour", FARGATE_PAGE)
@@ -97,15 +100,16 @@ class PriceTable:
         note="quoted in the page's US East example ('$0.00001667 per GB-s'), stored copy read 2026-11-30;"
         " also https://docs.aws.amazon.com/whitepapers/latest/how-aws-pricing-works/lambda.html",
     )
-    lambda_edge_requests: Price = Price(None, "1M requests", CLOUDFRONT_PAGE, note=NOT_FOUND)
-    lambda_edge_duration: Price = Price(None, "GB-second", CLOUDFRONT_PAGE, note=NOT_FOUND)
+    lambda_edge_requests: Price = Price(0.60, "1M requests", LAMBDA_PAGE, READ_AGAIN_ON, QUOTED)
+    lambda_edge_duration: Price = Price(0.00005001, "GB-second", LAMBDA_PAGE, READ_AGAIN_ON, QUOTED)
     cloudwatch_metric: Price = Price(0.30, "metric-month", CLOUDWATCH_PAGE)
     cloudwatch_put_metric_data: Price = Price(0.01, "1,000 requests", CLOUDWATCH_PAGE)
     cloudwatch_alarm: Price = Price(0.10, "alarm metric-month", CLOUDWATCH_PAGE)
     cloudwatch_dashboard: Price = Price(3.00, "dashboard-month", CLOUDWATCH_PAGE)
     cloudwatch_logs_ingestion: Price = Price(0.50, "GB", CLOUDWATCH_PAGE)
-    sqs_requests: Price = Price(None, "1M requests", SQS_PAGE, note=NOT_FOUND)
-    sns_publishes: Price = Price(None, "1M publishes", SNS_PAGE, note=NOT_FOUND)
+    # Standard queue; the first million requests a month are free, not deducted here.
+    sqs_requests: Price = Price(0.40, "1M requests", SQS_PAGE, READ_AGAIN_ON, PRICE_LIST)
+    sns_publishes: Price = Price(0.50, "1M publishes", SNS_PAGE, READ_AGAIN_ON, PRICE_LIST)
 
     def named(self) -> dict[str, Price]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
