@@ -24,6 +24,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pytest.exit(lines[-1], returncode=3)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """bin/test runs two workers (`--dist loadgroup`): each file stays on one worker, so its module
+    fixtures start once, and the container tier is one group, so one engine is started."""
+    for item in items:
+        group = "containers" if "containers" in item.path.parts else str(item.path)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[dict[str, str]]:
     """`metering local-aws` for the whole session: the environment that points boto3 at it."""
