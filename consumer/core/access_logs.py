@@ -57,7 +57,7 @@ MISSING: Final = "-"  # what API Gateway writes for a value it does not have
 # margin; inflating holds at most twice that for a moment (zlib joins its output blocks).
 MAX_INFLATED_BYTES: Final = 8 * 1024 * 1024
 # Deflate reaches ~1,030:1 on a run of one byte, the classic bomb. Access logs: ~13:1 for a batch of
-# ordinary requests; a caller can push theirs to ~350:1 (measured: a 6,000-character User-Agent of
+# ordinary requests; a caller can push theirs to ~350:1 (measured: a 6,000-character path of
 # double quotes, 4 bytes each once escaped in the line and again in the envelope). A record that
 # trips this bound is dead-lettered whole, with other callers' events, so it sits 2x above that.
 MAX_INFLATION_RATIO: Final = 800

@@ -440,6 +440,34 @@ def test_lines_a_caller_wrote_quotes_into_and_dashed_numbers_count() -> None:
     ]
 
 
+def test_a_bad_access_log_line_has_its_own_metric_apart_from_uncounted_records() -> None:
+    """A dead-lettered line counts in RejectedAccessLogLines (and its Prometheus counter), never in
+    UncountedRecords, which a bad usage record or envelope raises (the two alarms' metrics)."""
+    registry, cloudwatch = CollectorRegistry(), RecordingPublisher()
+    log = structlog.get_logger("test")
+    processor = UsageRecordProcessor(
+        MemorySink(),
+        RecordingDeadLetters(),
+        log,
+        flush_interval=5.0,
+        now=lambda: NOW,
+        metrics=ProcessorMetrics(registry),
+        cloudwatch=cloudwatch,
+    )
+    records = [(1, _log_record(access_log_line(), "{oops", "[]")), *_calls(1, start=2)]
+    ScriptedDaemon().initialize(SHARD).records(records).shutdown_requested().run(processor)
+    assert (cloudwatch.total("RejectedAccessLogLines"), cloudwatch.total("UncountedRecords")) == (2, 0)
+    lines = registry.get_sample_value(
+        "metering_access_log_lines_rejected_total", {"reason": "LOG_EVENT_INVALID"}
+    )
+    assert lines == 2
+    cloudwatch.samples.clear()
+    processor = _processor(MemorySink(), cloudwatch=cloudwatch)
+    records = [(1, b"nope"), (2, gzip.compress(b"not an envelope"))]
+    ScriptedDaemon().initialize(SHARD).records(records).shutdown_requested().run(processor)
+    assert (cloudwatch.total("RejectedAccessLogLines"), cloudwatch.total("UncountedRecords")) == (0, 2)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     sizes=st.lists(st.integers(1, 5), min_size=1, max_size=8),
