@@ -120,6 +120,13 @@ class ProcessorMetrics:
             ["reason"],
             registry=registry,
         )
+        # Apart from the rest: a caller may cause one (issue 20), so it has an alarm threshold of its own.
+        self.access_log_lines_rejected = Counter(
+            "metering_access_log_lines_rejected",
+            "Access-log lines (log events of a good envelope) dead-lettered, by reason",
+            ["reason"],
+            registry=registry,
+        )
         self.decoder_errors = Counter(
             "metering_decoder_errors",
             "Records our decoder failed on (a bug of ours: dead-lettered as DECODER_ERROR)",

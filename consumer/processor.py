@@ -142,6 +142,7 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
         self._alert_sweep_interval = alert_sweep_interval
         self._last_sweep = monotonic()
         self._unsent: Counter[str] = Counter()  # dead letters taken since the last DLQ flush, by reason
+        self._unsent_lines = 0  # of which access-log lines (`_reject` with a log event)
         self._sink = sink
         self._dead_letters = dead_letters
         self._log = log
@@ -340,6 +341,9 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
 
     def _reject(self, record: Any, error: InvalidEvent, log_event: tuple[int, bytes] | None = None) -> None:
         self._metrics.rejected.labels(error.reason.value).inc()
+        if log_event is not None:  # one line of an envelope: not a record we could not count
+            self._metrics.access_log_lines_rejected.labels(error.reason.value).inc()
+            self._unsent_lines += 1
         if error.reason is Reason.DECODER_ERROR:
             self._metrics.decoder_errors.inc()
         self._dead_letters.send(self._shard_id, record, error, log_event)
@@ -424,7 +428,14 @@ class UsageRecordProcessor(RecordProcessorBase):  # type: ignore[misc]
         for reason, count in self._unsent.items():
             self._metrics.dead_letters_sent.labels(reason).inc(count)
         self._cloudwatch.put(Sample("DeadLetters", n, now, (("Reason", r),)) for r, n in self._unsent.items())
+        if self._unsent:  # the two alarms' metrics (ecs/monitoring.yaml): lines apart from the rest
+            lines = self._unsent_lines
+            uncounted = sum(self._unsent.values()) - lines
+            self._cloudwatch.put(
+                [Sample("UncountedRecords", uncounted, now), Sample("RejectedAccessLogLines", lines, now)]
+            )
         self._unsent.clear()
+        self._unsent_lines = 0
 
     def _observe(self, batch: Batch, results: dict[tuple[str, str], ItemResult]) -> None:
         """What a durable flush tells the metrics and the alerts (all after its checkpoint)."""

@@ -75,15 +75,14 @@ def access_log_line(at: datetime | None = None, **fields: str) -> dict[str, str]
         "requestTimeEpoch": str(int(at.timestamp() * 1000)),
         "httpMethod": "GET",
         "resourcePath": "/items/{id}",
-        "path": "/prod/items/42",  # `$context.path` carries the stage, which the consumer strips
         "stage": "prod",
         "status": "200",
         "responseLatency": "41",
         "integrationLatency": "35",
         "sourceIp": "203.0.113.7",
-        "userAgent": "python-requests/2.32.3",
         "userEmail": "alice@example.com",
         "apiKeyId": "key_123",
+        "path": "/prod/items/42",  # `$context.path` carries the stage, which the consumer strips
     } | fields
 
 

@@ -50,6 +50,18 @@ METRICS = (
         "DeadLetters", "Count", CONSUMER, "records or log events sent to the dead-letter queue", ("Reason",)
     ),
     Metric(
+        "UncountedRecords",
+        "Count",
+        CONSUMER,
+        "dead letters but access-log lines: usage records, batches and envelopes not counted",
+    ),
+    Metric(
+        "RejectedAccessLogLines",
+        "Count",
+        CONSUMER,
+        "access-log lines dead-lettered alone (a caller may cause one): their own alarm threshold",
+    ),
+    Metric(
         "ProcessingLatency",
         "Milliseconds",
         CONSUMER,

@@ -4,6 +4,14 @@ Each such Kinesis record is the gzip of a CloudWatch Logs envelope (`messageType
 whose log events each carry one access-log line in the stage's `AccessLogSetting.Format`: a JSON
 object of quoted strings, with `"-"` where API Gateway has no value.
 
+API Gateway may leave a `"` or `\\` of the caller's unescaped (DataBiosphere/azul#4348), so a line
+is read by position first (`contract.access_logs`: the caller's one value, the path, is last): the
+fields before it cannot hold a quote, the path is all that remains before the closing `"}`, read as
+a JSON string if it is one (escaped) and as written if not. A line of another shape (an older
+format, say) is read as JSON. `"-"` in a number counts the response without that number: API
+Gateway writes it for `integrationLatency` when no integration ran, and its documentation does
+not promise `status` and `responseLatency` for every request it answers itself.
+
 Decoding is total, like `consumer.core.events`: any bytes give a `LogRecord` or `InvalidEvent`, and
 one bad log event is reported in its place without spoiling the others in its envelope
 (tests/unit/test_access_logs_fuzz.py). Inflating is bounded (`MAX_INFLATED_BYTES`,
@@ -12,6 +20,7 @@ one bad log event is reported in its place without spoiling the others in its en
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +35,7 @@ from consumer.core.events import (
     Reason,
     without_values,
 )
+from contract.access_logs import CALLER_FIELD, FIELDS, FORMAT, literals
 from contract.events import (
     EMAIL_PATTERN,
     MAX_EMAIL_CHARS,
@@ -47,7 +57,7 @@ MISSING: Final = "-"  # what API Gateway writes for a value it does not have
 # margin; inflating holds at most twice that for a moment (zlib joins its output blocks).
 MAX_INFLATED_BYTES: Final = 8 * 1024 * 1024
 # Deflate reaches ~1,030:1 on a run of one byte, the classic bomb. Access logs: ~13:1 for a batch of
-# ordinary requests; a caller can push theirs to ~350:1 (measured: a 6,000-character User-Agent of
+# ordinary requests; a caller can push theirs to ~350:1 (measured: a 6,000-character path of
 # double quotes, 4 bytes each once escaped in the line and again in the envelope). A record that
 # trips this bound is dead-lettered whole, with other callers' events, so it sits 2x above that.
 MAX_INFLATION_RATIO: Final = 800
@@ -67,11 +77,10 @@ class ResponseEvent(msgspec.Struct, frozen=True):
     http_method: str
     resource_path: str  # the route template, `/items/{id}`
     path: str | None  # the path requested, `/items/42`, cut to MAX_TEXT_CHARS
-    status: int  # 100-599
-    response_latency_ms: int
+    status: int | None  # 100-599; None: API Gateway wrote none (`-`)
+    response_latency_ms: int | None  # None: API Gateway wrote none (`-`)
     integration_latency_ms: int | None  # None: no integration ran (e.g. the authorizer refused)
     source_ip: str | None
-    user_agent: str | None  # cut to MAX_TEXT_CHARS
     user_email: str | None  # canonical (`contract.events.email_key`); None for callers without a key
     api_key_id: str | None
 
@@ -102,9 +111,8 @@ Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)]
 SourceIp = Annotated[str, msgspec.Meta(max_length=MAX_SOURCE_IP_CHARS)]
 Email = Annotated[str, msgspec.Meta(max_length=MAX_EMAIL_CHARS, pattern=rf"^-\Z|{EMAIL_PATTERN}")]
 EpochMillis = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,13}\Z")]  # up to the year 2286
-Status = Annotated[str, msgspec.Meta(pattern=r"^[1-5][0-9]{2}\Z")]
-Millis = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,9}\Z")]  # up to 11 days
-OptionalMillis = Annotated[str, msgspec.Meta(pattern=r"^(?:-|[0-9]{1,9})\Z")]
+Status = Annotated[str, msgspec.Meta(pattern=r"^(?:-|[1-5][0-9]{2})\Z")]
+Millis = Annotated[str, msgspec.Meta(pattern=r"^(?:-|[0-9]{1,9})\Z")]  # up to 11 days
 
 
 class _AccessLogLine(msgspec.Struct, frozen=True, rename="camel"):
@@ -116,24 +124,40 @@ class _AccessLogLine(msgspec.Struct, frozen=True, rename="camel"):
     resource_path: Required
     status: Status
     response_latency: Millis
-    # The caller writes these two (up to API Gateway's ~10 KB of request line and headers): they
-    # are cut, not refused, or a long header would make any caller's requests uncountable.
+    # The caller writes the path (up to API Gateway's ~10 KB of request line): it is cut, not
+    # refused, or a long path would make any caller's requests uncountable.
     path: str = MISSING
-    user_agent: str = MISSING
     stage: Text = MISSING
-    integration_latency: OptionalMillis = MISSING
+    integration_latency: Millis = MISSING
     source_ip: SourceIp = MISSING
     user_email: Email = MISSING
     api_key_id: Text = MISSING
 
 
 _line_decoder = msgspec.json.Decoder(_AccessLogLine)
+_string_decoder = msgspec.json.Decoder(str)
+
+
+def _line_pattern() -> re.Pattern[str]:
+    """`FORMAT` with each value a group: API Gateway's own hold no quote, the caller's (last) anything."""
+    names, texts = list(FIELDS), literals(FORMAT)
+    if names[-1] != CALLER_FIELD or not texts[-1].startswith('"'):
+        raise ValueError(f"the caller's field must be the format's last value: {FORMAT}")
+    values = ['([^"\\\\]*)'] * (len(names) - 1) + ["(.*)"]
+    parts = [re.escape(texts[0])]
+    for value, text in zip(values, texts[1:], strict=True):
+        parts += [value, re.escape(text)]
+    return re.compile("".join(parts) + r"\Z", re.DOTALL)
+
+
+_LINE: Final = _line_pattern()
+_LINE_FIELDS: Final = tuple(FIELDS)
 
 
 def decode_access_log_line(line: bytes | str, now: datetime) -> ResponseEvent:
     """Decode one access-log line into a `ResponseEvent`, or raise `InvalidEvent`."""
     try:
-        raw = _line_decoder.decode(line)
+        raw = _read_line(line)
     except (msgspec.DecodeError, UnicodeError) as exc:  # ValidationError is a DecodeError
         raise InvalidEvent(Reason.LOG_EVENT_INVALID, _detail(exc)) from None
     except RecursionError:
@@ -143,6 +167,30 @@ def decode_access_log_line(line: bytes | str, now: datetime) -> ResponseEvent:
     return event
 
 
+def _read_line(line: bytes | str) -> _AccessLogLine:
+    """By position if the line has `FORMAT`'s shape (so an unescaped quote of the caller's cannot
+    break it), else as JSON."""
+    text = line.decode() if isinstance(line, bytes) else line
+    found = _LINE.match(text)
+    if found is None:
+        return _line_decoder.decode(line)
+    text.encode()  # a lone surrogate is no more a line here than in JSON (UnicodeError)
+    values = dict(zip(_LINE_FIELDS, found.groups(), strict=True))
+    values[CALLER_FIELD] = _as_written(values[CALLER_FIELD])
+    return msgspec.convert(values, _AccessLogLine)
+
+
+def _as_written(value: str) -> str:
+    """The caller's value: a JSON string's text if API Gateway escaped it, else the text itself.
+
+    Either reading gives the line; the two differ only for a value that holds a backslash escape
+    and was not escaped (`/a\\"b` read as `/a"b`), a difference of route at most, never of count."""
+    try:
+        return _string_decoder.decode(f'"{value}"')
+    except msgspec.DecodeError:
+        return value
+
+
 def _response_event(raw: _AccessLogLine) -> ResponseEvent:
     return ResponseEvent(
         request_id=_required(raw.request_id, "requestId"),
@@ -150,11 +198,10 @@ def _response_event(raw: _AccessLogLine) -> ResponseEvent:
         http_method=_required(raw.http_method, "httpMethod"),
         resource_path=_required(raw.resource_path, "resourcePath"),
         path=_cut(_without_stage(_present(raw.path), raw.stage)),
-        status=int(raw.status),
-        response_latency_ms=int(raw.response_latency),
+        status=_int(_present(raw.status)),
+        response_latency_ms=_int(_present(raw.response_latency)),
         integration_latency_ms=_int(_present(raw.integration_latency)),
         source_ip=_present(raw.source_ip),
-        user_agent=_cut(_present(raw.user_agent)),
         user_email=_email(_present(raw.user_email)),
         api_key_id=_present(raw.api_key_id),
     )

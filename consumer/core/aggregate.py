@@ -77,7 +77,8 @@ UserGroup = tuple[str, int, EventType, str, str, str | None]  # user, minute, ty
 TotalGroup = tuple[int, EventType, str, str, str | None]  # minute, type, method, endpoint, reason
 AddressGroup = tuple[str, int, EventType, str | None]  # source IP, hour, type, reason
 KeyGroup = tuple[str, int, EventType, str | None]  # refused known key, hour, type, reason
-ResponseGroup = tuple[int, str, int, str]  # minute, endpoint, status class (2 for 2xx), latency bucket
+# minute, endpoint, status class (2 for 2xx), latency bucket; None where API Gateway wrote `-`
+ResponseGroup = tuple[int, str, int | None, str | None]
 IntegrationGroup = tuple[int, str, str]  # minute, endpoint, integration latency bucket
 
 
@@ -156,8 +157,10 @@ class Aggregate:
         """Count one response of API Gateway's access logs in its endpoint's minute and hour."""
         minute = (event.timestamp - _EPOCH) // _MINUTE
         endpoint = self.routes.endpoint(event.http_method, event.resource_path, event.path)
-        latency = event.response_latency_ms
-        _sum(self.responses, (minute, endpoint, event.status // 100, bucket(latency)), latency)
+        status, latency = event.status, event.response_latency_ms
+        status_class = None if status is None else status // 100
+        group = (minute, endpoint, status_class, None if latency is None else bucket(latency))
+        _sum(self.responses, group, latency or 0)
         if event.integration_latency_ms is not None:
             integration = event.integration_latency_ms
             _sum(self.integrations, (minute, endpoint, bucket(integration)), integration)
@@ -235,10 +238,12 @@ class _Items:
         for (minute, endpoint, status, latency), (count, summed) in responses.items():
             for sk in _buckets(minute)[:2]:
                 stats = self._bucket(endpoint_pk(endpoint), sk)
-                stats.add(RESPONSES, count)
-                stats.add(status_counter(status * 100), count)
-                stats.add(LATENCY_SUM, summed)
-                stats.add(LATENCY_BUCKET + latency, count)
+                stats.add(RESPONSES, count)  # a `-` costs its counter, never the response
+                if status is not None:
+                    stats.add(status_counter(status * 100), count)
+                if latency is not None:
+                    stats.add(LATENCY_SUM, summed)
+                    stats.add(LATENCY_BUCKET + latency, count)
         for (minute, endpoint, latency), (count, summed) in integrations.items():
             for sk in _buckets(minute)[:2]:
                 stats = self._bucket(endpoint_pk(endpoint), sk)

@@ -153,7 +153,10 @@ class EndpointStats:
 
     @property
     def mean_latency_ms(self) -> float | None:
-        return self.latency_sum_ms / self.responses if self.responses else None
+        """Over the responses with a latency: API Gateway may write `-` for one (the histogram
+        and the sum leave it out, the response count keeps it)."""
+        timed = sum(self.latency.values())
+        return self.latency_sum_ms / timed if timed else None
 
     @property
     def mean_integration_latency_ms(self) -> float | None:

@@ -245,7 +245,6 @@ def access_log_line(
             "responseLatency": str(overhead_ms + (integration_ms or 0)),
             "integrationLatency": MISSING if integration_ms is None else str(integration_ms),
             "sourceIp": identity["sourceIp"],
-            "userAgent": identity["userAgent"],
             "userEmail": str(context.get("userEmail", MISSING)),
             "apiKeyId": str(context.get("apiKeyId", MISSING)),
         }

@@ -378,3 +378,14 @@ def test_the_checks_catch_a_wrong_reference(tmp_path: Path, written: str, wrong:
     refs = _refs(template)
     problems = _unpublished(refs) + _mispinned(template, refs) + _misread(refs)
     assert problems, wrong
+
+
+def test_one_bad_access_log_line_never_raises_the_dead_letters_alarm(template: dict[str, Any]) -> None:
+    """Dead letters alarm on what the consumer could not count; access-log lines (a caller may cause
+    one) on their own metric, above a threshold of their own (issue 20)."""
+    alarms = _alarms(template)
+    dead_letters, lines = alarms["DeadLettersAlarm"], alarms["AccessLogLinesAlarm"]
+    assert (dead_letters["MetricName"], dead_letters["Threshold"]) == ("UncountedRecords", 0)
+    assert lines["MetricName"] == "RejectedAccessLogLines"
+    assert lines["Threshold"] == {"Ref": "RejectedAccessLogLinesPerHour"}
+    assert template["Parameters"]["RejectedAccessLogLinesPerHour"]["Default"] >= 1

@@ -126,8 +126,9 @@ def test_the_lines_carry_the_authorizers_decision_and_realistic_latencies(
         event = usage[response.request_id]
         assert (response.http_method, response.resource_path) in routes
         assert response.path == event.path  # the stage stripped from $context.path
-        assert (response.source_ip, response.user_agent) == (event.source_ip, event.user_agent)
+        assert response.source_ip == event.source_ip
         assert response.user_email == event.user_email and response.api_key_id == event.api_key_id
+        assert response.response_latency_ms is not None  # simulate always writes one
         if event.event_type == EventType.API_CALL:
             assert response.status not in {401, 429}
             assert response.integration_latency_ms is not None

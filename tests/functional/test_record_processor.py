@@ -32,6 +32,7 @@ from consumer.testing import (
     log_envelope,
     subscription_record,
 )
+from contract import access_logs
 
 SHARD = "shardId-000000000000"
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
@@ -418,6 +419,53 @@ def test_access_log_records_count_their_responses_and_dead_letter_their_bad_line
         ("1", 2, "LOG_EVENT_INVALID"),
         ("3", None, "DECOMPRESSION_LIMIT"),
     ]
+
+
+def test_lines_a_caller_wrote_quotes_into_and_dashed_numbers_count() -> None:
+    """Through the real `KCLProcess`: a path with `"` and `\\` that API Gateway left unescaped, and
+    `-` for status or latency, all count in their endpoint; only a line that is none of ours is a
+    dead letter."""
+    sink, dead_letters = MemorySink(), RecordingDeadLetters()
+    log = structlog.get_logger("test")
+    processor = UsageRecordProcessor(sink, dead_letters, log, flush_interval=5.0, now=lambda: NOW)
+    odd = access_logs.line(access_log_line(path='/prod/items/a"b\\c","status":"500'), escape=False)
+    records = [
+        (1, _log_record(odd, access_log_line(status="-"), access_log_line(responseLatency="-"), "{oops")),
+    ]
+    ScriptedDaemon().initialize(SHARD).records(records).shutdown_requested().run(processor)
+    get = sink.items[("ENDPOINT#GET /items/{id}", "MINUTE#2026-11-24T17:52")]
+    assert (get["responses"], get["s2xx"], get.get("s5xx"), get["latencySum"]) == (3, 2, None, 82)
+    assert [(sequence, index, error.reason.value) for sequence, index, error in dead_letters.sent] == [
+        ("1", 3, "LOG_EVENT_INVALID")
+    ]
+
+
+def test_a_bad_access_log_line_has_its_own_metric_apart_from_uncounted_records() -> None:
+    """A dead-lettered line counts in RejectedAccessLogLines (and its Prometheus counter), never in
+    UncountedRecords, which a bad usage record or envelope raises (the two alarms' metrics)."""
+    registry, cloudwatch = CollectorRegistry(), RecordingPublisher()
+    log = structlog.get_logger("test")
+    processor = UsageRecordProcessor(
+        MemorySink(),
+        RecordingDeadLetters(),
+        log,
+        flush_interval=5.0,
+        now=lambda: NOW,
+        metrics=ProcessorMetrics(registry),
+        cloudwatch=cloudwatch,
+    )
+    records = [(1, _log_record(access_log_line(), "{oops", "[]")), *_calls(1, start=2)]
+    ScriptedDaemon().initialize(SHARD).records(records).shutdown_requested().run(processor)
+    assert (cloudwatch.total("RejectedAccessLogLines"), cloudwatch.total("UncountedRecords")) == (2, 0)
+    lines = registry.get_sample_value(
+        "metering_access_log_lines_rejected_total", {"reason": "LOG_EVENT_INVALID"}
+    )
+    assert lines == 2
+    cloudwatch.samples.clear()
+    processor = _processor(MemorySink(), cloudwatch=cloudwatch)
+    records = [(1, b"nope"), (2, gzip.compress(b"not an envelope"))]
+    ScriptedDaemon().initialize(SHARD).records(records).shutdown_requested().run(processor)
+    assert (cloudwatch.total("RejectedAccessLogLines"), cloudwatch.total("UncountedRecords")) == (0, 2)
 
 
 @settings(max_examples=40, deadline=None)
