@@ -139,6 +139,8 @@ def engine() -> Iterator[Engine]:
         return
     if shutil.which("dockerd") is None or shutil.which("debootstrap") is None:
         _install_engine()
+        if shutil.which("dockerd") is None:
+            raise EngineUnavailable("docker.io installed, but no dockerd on PATH")
     if os.geteuid() != 0:
         raise EngineUnavailable("no Docker engine answers and starting dockerd needs root")
     started = _start_dockerd()
