@@ -19,24 +19,12 @@ from consumer.core.access_logs import ResponseEvent, decode_access_log_line
 from consumer.core.aggregate import Aggregate
 from consumer.core.events import InvalidEvent, Reason
 from consumer.core.routes import Routes
+from consumer.testing import access_log_line
 from contract.access_logs import CALLER_FIELD, FIELDS, FORMAT, line
 
 NOW = datetime(2026, 11, 24, 18, tzinfo=UTC)
 AT = datetime(2026, 11, 24, 17, 52, 13, 123000, tzinfo=UTC)
-VALUES = {
-    "requestId": "6499588b-5e44-45d7-84fa-cafc8a3b8ffd",
-    "requestTimeEpoch": str(int(AT.timestamp() * 1000)),
-    "httpMethod": "GET",
-    "resourcePath": "/{proxy+}",
-    "stage": "prod",
-    "status": "200",
-    "responseLatency": "41",
-    "integrationLatency": "35",
-    "sourceIp": "203.0.113.7",
-    "userEmail": "alice@example.com",
-    "apiKeyId": "key_123",
-    "path": "/prod/items/42",
-}
+VALUES = access_log_line(AT, requestId="6499588b-5e44-45d7-84fa-cafc8a3b8ffd", resourcePath="/{proxy+}")
 # `$context` variables whose value a caller writes (the AWS variables reference): headers, the
 # request line. `requestId` is one too, but API Gateway keeps only a UUID (else UUID_REPLACED_...).
 CALLER_VARIABLES = {
