@@ -9,10 +9,17 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from authorizer.decision import Decision, Outcome
 from authorizer.request import Request
-from contract.events import EventType, UsageEventV1, format_epoch
+from contract.events import EventType, UsageEventV1, format_timestamp
+
+# An event is stamped with the time API Gateway received its request, the time its access-log line
+# carries too, so the two records of one request fall in the same minute and hour (`metering
+# reconcile`). A receive time this far from the Lambda's own clock is not believed: the clock is.
+MAX_RECEIVED_SKEW_SECONDS = 300
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 EVENT_TYPES = {
     Outcome.ALLOWED: EventType.API_CALL,
@@ -34,7 +41,7 @@ def build_event(
         "version": 1,
         "eventId": str(new_id()),
         "eventType": EVENT_TYPES[decision.outcome].value,
-        "timestamp": format_epoch(now),
+        "timestamp": format_timestamp(event_time(request, now)),
         "environment": environment,
         "userEmail": caller.email if caller else None,
         "apiKeyId": caller.key_id if caller else None,
@@ -47,6 +54,15 @@ def build_event(
         "requestId": request.request_id,
         "reason": decision.reason.value if decision.reason else None,
     }
+
+
+def event_time(request: Request, now: float) -> datetime:
+    """API Gateway's receive time of the request (to the millisecond, as its line), or `now`
+    without a believable one."""
+    received = request.received_ms
+    if received is not None and abs(received / 1000 - now) <= MAX_RECEIVED_SKEW_SECONDS:
+        return _EPOCH + timedelta(milliseconds=received)
+    return datetime.fromtimestamp(now, UTC)
 
 
 def partition_key(event: UsageEventV1) -> str:

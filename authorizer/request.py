@@ -12,10 +12,12 @@ from enum import StrEnum
 from typing import Any
 
 from authorizer.keys import KEY_ID_PATTERN, PREFIX
+from contract.events import MAX_REQUEST_FIELD_CHARS
 
 MAX_KEY_CHARS = 256  # longer than any key of ours; bounds the work done on hostile input
-MAX_FIELD_CHARS = 300  # keeps every event far below the consumer's 16 KiB record limit
+MAX_FIELD_CHARS = MAX_REQUEST_FIELD_CHARS  # keeps every event far below the consumer's 16 KiB record limit
 MAX_ARN_CHARS = 2048
+MAX_EPOCH_MILLIS = 10**13  # the year 2286, as the access-log decoder's bound
 _MAX_SCANNED_CHARS = 16 * 1024
 # a key pasted into a path or a user agent must not reach the events either
 _KEY_LIKE = re.compile(rf"{PREFIX}{KEY_ID_PATTERN}_[A-Za-z0-9_-]{{4,}}", re.ASCII)
@@ -54,6 +56,7 @@ class Request:
     source_ip: str | None
     user_agent: str | None
     request_id: str | None
+    received_ms: int | None = None  # when API Gateway received it: `requestTimeEpoch` (v2: `timeEpoch`)
 
     def __repr__(self) -> str:  # never show the presented key
         return f"Request({self.api_format}, {self.http_method} {self.path}, id={self.request_id})"
@@ -78,6 +81,7 @@ def parse_request(event: object) -> Request:
         source_ip=_text(identity.get("sourceIp")),
         user_agent=_text(identity.get("userAgent")) or _text(headers.get("user-agent")),
         request_id=_text(context.get("requestId")),
+        received_ms=_epoch_millis(context.get("requestTimeEpoch")),
     )
 
 
@@ -102,6 +106,7 @@ def _http_v2(
         source_ip=_text(http.get("sourceIp")),
         user_agent=_text(http.get("userAgent")) or _text(headers.get("user-agent")),
         request_id=_text(context.get("requestId")),
+        received_ms=_epoch_millis(context.get("timeEpoch")),
     )
 
 
@@ -171,6 +176,13 @@ def _method_arn(value: object) -> str | None:
     """A REST method ARN the policy may name, or None (the request is then refused as malformed)."""
     arn = _arn(value)
     return arn if arn is not None and _METHOD_ARN.fullmatch(arn) else None
+
+
+def _epoch_millis(value: object) -> int | None:
+    """A positive whole number of epoch milliseconds (API Gateway sends one), else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < MAX_EPOCH_MILLIS:
+        return value
+    return None
 
 
 def _text(value: object) -> str | None:

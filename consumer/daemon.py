@@ -26,7 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from string import Template
@@ -34,10 +35,13 @@ from types import FrameType
 from urllib.parse import urlparse
 
 import amazon_kclpy
+from prometheus_client.registry import Collector
 
 from consumer import aws, leases, logs, metrics
+from consumer.completeness import CompletenessPublisher
 from consumer.settings import ConsumerSettings
 from contract.environment import ConfigError
+from contract.reads import Table
 
 PROPERTIES_DIR = Path(__file__).resolve().parent.parent / "properties"
 JARS_DIR = Path(amazon_kclpy.__file__).resolve().parent / "jars"
@@ -139,10 +143,12 @@ def run(
     env: Mapping[str, str] | None = None,
     until: Callable[[], bool] | None = None,
     poll_seconds: float = 0.5,
+    completeness: bool = False,
 ) -> int:
     """Run the daemon until it exits (or `until()` holds and it stopped); returns our exit code.
 
-    `env` is added to the daemon's environment, which its record processors inherit.
+    `env` is added to the daemon's environment, which its record processors inherit; with
+    `completeness`, final hours' completeness is published beside it (`consumer.completeness`).
     """
     java = shutil.which("java")
     if java is None:
@@ -160,11 +166,15 @@ def run(
         daemon = subprocess.Popen(java_command(java, properties_file), env=daemon_env)
         stop = _Stop(daemon, settings.shutdown_grace_seconds + STOP_MARGIN_SECONDS)
         previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
-        server = None
+        server, stop_publishing = None, None
         try:
-            server = _serve_metrics(settings, multiproc_dir, daemon)
+            publisher = _publisher(settings) if completeness else None
+            stop_publishing = publisher.start(settings.reconcile_every_seconds) if publisher else None
+            server = _serve_metrics(settings, multiproc_dir, daemon, [publisher] if publisher else [])
             code = _wait(daemon, until, poll_seconds, stop)
         finally:  # also on an error of ours: never leave the JVM running without us
+            if stop_publishing is not None:
+                stop_publishing()
             if server is not None:
                 server.shutdown()
             for signum, handler in previous.items():
@@ -227,8 +237,21 @@ def _children(pid: int) -> list[int]:
     return children
 
 
+def _publisher(settings: ConsumerSettings) -> CompletenessPublisher:
+    table = Table(aws.client("dynamodb", settings.region), settings.analytics_table)
+    return CompletenessPublisher(
+        table,
+        aws.client("cloudwatch", settings.region),
+        settings.environment,
+        after=timedelta(seconds=settings.reconcile_after_seconds),
+    )
+
+
 def _serve_metrics(
-    settings: ConsumerSettings, multiproc_dir: Path, daemon: subprocess.Popen[bytes]
+    settings: ConsumerSettings,
+    multiproc_dir: Path,
+    daemon: subprocess.Popen[bytes],
+    collectors: Sequence[Collector],
 ) -> ThreadingHTTPServer | None:
     if not settings.metrics_port:
         return None
@@ -239,6 +262,7 @@ def _serve_metrics(
             lambda: daemon.poll() is None,
             stall_seconds=settings.health_stall_seconds,
             poll_seconds=settings.health_poll_seconds,
+            collectors=collectors,
         )
     except OSError as exc:
         raise ConfigError(f"METRICS_PORT={settings.metrics_port} cannot be served: {exc}") from exc

@@ -12,7 +12,7 @@ import os
 import platform
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import PackageNotFoundError, version
@@ -29,6 +29,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNFLUSHED_SINCE = "metering_unflushed_since_timestamp_seconds"
@@ -232,6 +233,7 @@ def serve(
     stall_seconds: float,
     poll_seconds: float,
     clock: Callable[[], float] = time.time,
+    collectors: Iterable[Collector] = (),
 ) -> ThreadingHTTPServer:
     """Serve /metrics, /healthz and /readyz on 0.0.0.0:`port` from a background thread.
 
@@ -245,6 +247,8 @@ def serve(
     up = Gauge("metering_daemon_up", "1 while the KCL MultiLangDaemon runs", registry=registry)
     up.set_function(lambda: 1.0 if daemon_alive() else 0.0)
     Info("metering_build", "Versions of this consumer", registry=registry).info(_versions())
+    for collector in collectors:  # figures of `metering consume` itself (consumer.completeness)
+        registry.register(collector)
 
     def current() -> Health:
         forget_dead_children(multiproc_dir)

@@ -49,6 +49,8 @@ class ConsumerSettings:
     alerts_topic_name: str | None  # None: no alerts
     alert_rules: AlertRules
     routes: Routes  # route templates behind a greedy resource (`/{proxy+}`): ROUTE_TEMPLATES
+    reconcile_after_seconds: float  # an hour's completeness is final this long after it ends
+    reconcile_every_seconds: float  # how often `metering consume` looks for final hours
     counting_window: CountingWindow | None = None  # None: count every event
     progress_dir: Path | None = None  # where shards report "read up to the tip" (replay only)
 
@@ -85,6 +87,9 @@ class ConsumerSettings:
             ),
             alert_rules=read("ALERT_RULES_FILE", "-", _alert_rules),
             routes=read("ROUTE_TEMPLATES", "", _routes),
+            # Access logs reach the stream seconds to minutes after their requests (docs/completeness.md).
+            reconcile_after_seconds=read("RECONCILE_AFTER_SECONDS", "900", between(1, 21600, " seconds")),
+            reconcile_every_seconds=read("RECONCILE_EVERY_SECONDS", "60", between(1, 3600, " seconds")),
             counting_window=_counting_window(env),
             progress_dir=Path(env["REPLAY_PROGRESS_DIR"]) if env.get("REPLAY_PROGRESS_DIR") else None,
         )

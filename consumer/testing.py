@@ -82,6 +82,7 @@ def access_log_line(at: datetime | None = None, **fields: str) -> dict[str, str]
         "sourceIp": "203.0.113.7",
         "userEmail": "alice@example.com",
         "apiKeyId": "key_123",
+        "errorType": "-",  # the backend answered
         "path": "/prod/items/42",  # `$context.path` carries the stage, which the consumer strips
     } | fields
 

@@ -5,7 +5,8 @@
 template against it and feeds a rendered line to the consumer's decoder
 (`consumer.core.access_logs`), so the three cannot drift. API Gateway writes `-` for a variable it
 has no value for: `integrationLatency` when no integration ran (the authorizer refused),
-`userEmail` and `apiKeyId` for callers without a valid key.
+`userEmail` and `apiKeyId` for callers without a valid key, `errorType` for a response of the backend's
+own, and `resourcePath` for a request that matched no route.
 
 API Gateway has been seen not to escape `"` and `\\` inside `$context` values (DataBiosphere/azul#4348),
 so a value a caller writes could break the line. Hence: the format holds one such value only, the
@@ -36,6 +37,9 @@ FIELDS: Final[Mapping[str, str]] = {
     "sourceIp": "$context.identity.sourceIp",
     "userEmail": "$context.authorizer.userEmail",  # authorizer.policy's context
     "apiKeyId": "$context.authorizer.apiKeyId",
+    # The gateway response API Gateway answered with (`THROTTLED`, `ACCESS_DENIED`, ...), `-` for
+    # the backend's own response: tells requests refused before the authorizer ran (`metering reconcile`).
+    "errorType": "$context.error.responseType",
     "path": "$context.path",  # as requested, with the stage: `/prod/items/42`. The caller's: last
 }
 CALLER_FIELD: Final = "path"  # the one value a caller writes, last in FIELDS

@@ -79,6 +79,19 @@ METRICS = (
     Metric(
         "FlushFailures", "Count", CONSUMER, "flushes given up after WRITE_RETRY_SECONDS (the task restarts)"
     ),
+    Metric(
+        "UnmeteredRequests",
+        "Count",
+        CONSUMER,
+        "an hour's access-log requests no usage event counts, published once when the hour is final",
+    ),
+    Metric(
+        "MeteringCompleteness",
+        "Percent",
+        CONSUMER,
+        "an hour's metered share of the requests the authorizer saw, published with UnmeteredRequests",
+        folding=MAXIMUM,
+    ),
     Metric("AlertsFired", "Count", CONSUMER, "alert episodes opened (FIRING), by rule", ("Rule",)),
     Metric("Decisions", "Count", AUTHORIZER, "authorizer decisions, by outcome", ("Outcome",)),
     Metric("EventsSent", "Count", AUTHORIZER, "usage events the producer put on the stream"),

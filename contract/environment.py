@@ -55,6 +55,11 @@ def shared_names(read: Reader) -> SharedNames:
     )
 
 
+def api_name(environment: str) -> str:
+    """The REST API's name (ecs/api-gateway.yaml), the `ApiName` of its CloudWatch metrics."""
+    return f"complical-api-{environment}"
+
+
 def access_log_group(environment: str) -> str:
     """The stage's access-log group (ecs/api-gateway.yaml), created locally by `metering provision`."""
     return f"complical-usage-access-logs-{environment}"

@@ -18,6 +18,9 @@ MAX_EVENT_BYTES = 16 * 1024
 MAX_EMAIL_CHARS = 254  # RFC 5321's path limit
 MAX_SOURCE_IP_CHARS = 64
 MAX_TEXT_CHARS = 2048  # any other string field
+# The authorizer cuts the request's descriptive fields (path, user agent) to this; the consumer
+# matches an access-log line's path against the routes cut alike, so both records name one endpoint.
+MAX_REQUEST_FIELD_CHARS = 300
 
 
 class EventType(StrEnum):

@@ -73,6 +73,11 @@ def status_counter(status: int) -> str:
     return f"s{status // 100}xx"
 
 
+def gateway_counter(response_type: str) -> str:
+    """Responses API Gateway answered itself, by gateway response type: `g_THROTTLED`, `g_ACCESS_DENIED`."""
+    return f"g_{response_type}"
+
+
 def user_pk(email: str) -> str:
     return f"{USER_PREFIX}{email}"
 
@@ -148,6 +153,11 @@ def intent_key(application: str, shard_id: str) -> dict[str, Any]:
 def origin_key(origin: str) -> dict[str, Any]:
     """The item recording which record counts a re-driven origin (`contract.events.origin_id`)."""
     return {"pk": {"S": f"ORIGIN#{origin}"}, "sk": {"S": "CLAIM"}}
+
+
+def reconciled_key(hour: datetime) -> dict[str, Any]:
+    """The item recording an hour's completeness once it was published (`consumer.completeness`)."""
+    return {"pk": {"S": "RECONCILED"}, "sk": {"S": hour_sk(hour)}}
 
 
 def alert_key(rule: str, subject: str) -> dict[str, Any]:

@@ -113,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
         "keys",
         "billing",
         "analytics",
+        "reconcile",
         "alerts",
         "cost",
         "deploy",
@@ -145,7 +146,7 @@ def _consume(_args: argparse.Namespace, settings: ConsumerSettings) -> int:
     from consumer import daemon, logs
 
     logs.configure(settings.log_level)
-    return daemon.run(settings)
+    return daemon.run(settings, completeness=True)
 
 
 def _simulate(args: argparse.Namespace, settings: ConsumerSettings) -> int:

@@ -75,7 +75,7 @@ class ResponseEvent(msgspec.Struct, frozen=True):
     request_id: str
     timestamp: datetime  # aware, UTC: when API Gateway received the request
     http_method: str
-    resource_path: str  # the route template, `/items/{id}`
+    resource_path: str | None  # the route template, `/items/{id}`; None: the request matched no route
     path: str | None  # the path requested, `/items/42`, cut to MAX_TEXT_CHARS
     status: int | None  # 100-599; None: API Gateway wrote none (`-`)
     response_latency_ms: int | None  # None: API Gateway wrote none (`-`)
@@ -83,6 +83,7 @@ class ResponseEvent(msgspec.Struct, frozen=True):
     source_ip: str | None
     user_email: str | None  # canonical (`contract.events.email_key`); None for callers without a key
     api_key_id: str | None
+    error_type: str | None = None  # the gateway response (`THROTTLED`, ...); None: the backend's own
 
 
 LogEventResult = tuple[int, ResponseEvent | InvalidEvent]
@@ -113,6 +114,7 @@ Email = Annotated[str, msgspec.Meta(max_length=MAX_EMAIL_CHARS, pattern=rf"^-\Z|
 EpochMillis = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,13}\Z")]  # up to the year 2286
 Status = Annotated[str, msgspec.Meta(pattern=r"^(?:-|[1-5][0-9]{2})\Z")]
 Millis = Annotated[str, msgspec.Meta(pattern=r"^(?:-|[0-9]{1,9})\Z")]  # up to 11 days
+_GATEWAY_RESPONSE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")  # API Gateway's enum: THROTTLED, ACCESS_DENIED
 
 
 class _AccessLogLine(msgspec.Struct, frozen=True, rename="camel"):
@@ -121,7 +123,7 @@ class _AccessLogLine(msgspec.Struct, frozen=True, rename="camel"):
     request_id: Required
     request_time_epoch: EpochMillis
     http_method: Required
-    resource_path: Required
+    resource_path: Text  # `-` when the request matched no route
     status: Status
     response_latency: Millis
     # The caller writes the path (up to API Gateway's ~10 KB of request line): it is cut, not
@@ -132,6 +134,7 @@ class _AccessLogLine(msgspec.Struct, frozen=True, rename="camel"):
     source_ip: SourceIp = MISSING
     user_email: Email = MISSING
     api_key_id: Text = MISSING
+    error_type: Text = MISSING  # older lines do not have it
 
 
 _line_decoder = msgspec.json.Decoder(_AccessLogLine)
@@ -196,7 +199,7 @@ def _response_event(raw: _AccessLogLine) -> ResponseEvent:
         request_id=_required(raw.request_id, "requestId"),
         timestamp=_EPOCH + timedelta(milliseconds=int(raw.request_time_epoch)),
         http_method=_required(raw.http_method, "httpMethod"),
-        resource_path=_required(raw.resource_path, "resourcePath"),
+        resource_path=_present(raw.resource_path),
         path=_cut(_without_stage(_present(raw.path), raw.stage)),
         status=_int(_present(raw.status)),
         response_latency_ms=_int(_present(raw.response_latency)),
@@ -204,6 +207,7 @@ def _response_event(raw: _AccessLogLine) -> ResponseEvent:
         source_ip=_present(raw.source_ip),
         user_email=_email(_present(raw.user_email)),
         api_key_id=_present(raw.api_key_id),
+        error_type=_gateway_response(raw.error_type),
     )
 
 
@@ -213,6 +217,11 @@ def _without_stage(path: str | None, stage: str) -> str | None:
     if path is not None and stage != MISSING and (path == prefix or path.startswith(prefix + "/")):
         return path[len(prefix) :] or "/"
     return path
+
+
+def _gateway_response(value: str) -> str | None:
+    """The response type, or None: `-`, or a value of another shape costs the type, never the line."""
+    return value if _GATEWAY_RESPONSE.fullmatch(value) else None
 
 
 def _required(value: str, name: str) -> str:

@@ -9,7 +9,8 @@ original run. A usage event adds to:
 - its key's hour item, when a known key was refused (a revoked key still in use shows up);
 - its caller's archive page of that hour (the event as it was sent; by IP without a user).
 A response (API Gateway's access log) adds to its endpoint's minute and hour items: responses by
-status class, response and integration latency sums and histograms (`consumer.core.latency`).
+status class and by gateway response type, response and integration latency sums and histograms
+(`consumer.core.latency`).
 A user's hour, day and month items are "active": the flush that creates one counts an active user
 in the GLOBAL item of the same bucket (see the sinks).
 
@@ -50,6 +51,7 @@ from contract.table import (
     endpoint_counter,
     endpoint_pk,
     expiry,
+    gateway_counter,
     hour_sk,
     ip_pk,
     key_pk,
@@ -77,8 +79,9 @@ UserGroup = tuple[str, int, EventType, str, str, str | None]  # user, minute, ty
 TotalGroup = tuple[int, EventType, str, str, str | None]  # minute, type, method, endpoint, reason
 AddressGroup = tuple[str, int, EventType, str | None]  # source IP, hour, type, reason
 KeyGroup = tuple[str, int, EventType, str | None]  # refused known key, hour, type, reason
-# minute, endpoint, status class (2 for 2xx), latency bucket; None where API Gateway wrote `-`
-ResponseGroup = tuple[int, str, int | None, str | None]
+# minute, endpoint, status class (2 for 2xx), latency bucket, gateway response type; None where API
+# Gateway wrote `-`
+ResponseGroup = tuple[int, str, int | None, str | None, str | None]
 IntegrationGroup = tuple[int, str, str]  # minute, endpoint, integration latency bucket
 
 
@@ -159,7 +162,13 @@ class Aggregate:
         endpoint = self.routes.endpoint(event.http_method, event.resource_path, event.path)
         status, latency = event.status, event.response_latency_ms
         status_class = None if status is None else status // 100
-        group = (minute, endpoint, status_class, None if latency is None else bucket(latency))
+        group = (
+            minute,
+            endpoint,
+            status_class,
+            None if latency is None else bucket(latency),
+            event.error_type,
+        )
         _sum(self.responses, group, latency or 0)
         if event.integration_latency_ms is not None:
             integration = event.integration_latency_ms
@@ -235,7 +244,7 @@ class _Items:
     def _endpoints(
         self, responses: dict[ResponseGroup, list[int]], integrations: dict[IntegrationGroup, list[int]]
     ) -> None:
-        for (minute, endpoint, status, latency), (count, summed) in responses.items():
+        for (minute, endpoint, status, latency, response_type), (count, summed) in responses.items():
             for sk in _buckets(minute)[:2]:
                 stats = self._bucket(endpoint_pk(endpoint), sk)
                 stats.add(RESPONSES, count)  # a `-` costs its counter, never the response
@@ -244,6 +253,8 @@ class _Items:
                 if latency is not None:
                     stats.add(LATENCY_SUM, summed)
                     stats.add(LATENCY_BUCKET + latency, count)
+                if response_type is not None:
+                    stats.add(gateway_counter(response_type), count)
         for (minute, endpoint, latency), (count, summed) in integrations.items():
             for sk in _buckets(minute)[:2]:
                 stats = self._bucket(endpoint_pk(endpoint), sk)

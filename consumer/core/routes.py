@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from contract.events import MAX_REQUEST_FIELD_CHARS
+
 OTHER = "(other)"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 MAX_ROUTE_CHARS = 200
@@ -35,8 +37,9 @@ class Routes:
     def _route(self, resource_path: str | None, path: str | None) -> str:
         if resource_path and "+}" not in resource_path and _TEMPLATE.match(resource_path):
             return resource_path
+        matched = path[:MAX_REQUEST_FIELD_CHARS] if path else None  # as the authorizer cut its event's
         for template, pattern in self._patterns:
-            if path and pattern.fullmatch(path):
+            if matched and pattern.fullmatch(matched):
                 return template
         return OTHER
 

@@ -63,13 +63,13 @@ Report = dict[str, Any]
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     latency = subparsers.add_parser("latency", help="latency quantiles and error rates per endpoint")
     latency.add_argument("--endpoint", help="one endpoint: a method and a route, e.g. 'GET /items/{id}'")
-    _window_arguments(latency, "1h")
+    window_arguments(latency, "1h")
     latency.set_defaults(handler=latency_command)
 
     top = subparsers.add_parser("top", help="top endpoints, methods or users by requests")
     top.add_argument("what", choices=TOP_WHAT)
     top.add_argument("--limit", type=_positive, default=DEFAULT_LIMIT, help=f"rows (default {DEFAULT_LIMIT})")
-    _window_arguments(top, "24h")
+    window_arguments(top, "24h")
     top.set_defaults(handler=top_command)
 
     guarding = subparsers.add_parser("security", help="suspicious IPs, failing IPs and keys, refusals")
@@ -79,11 +79,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     guarding.add_argument(
         "--limit", type=_positive, default=DEFAULT_LIMIT, help=f"rows per list (default {DEFAULT_LIMIT})"
     )
-    _window_arguments(guarding, "24h")
+    window_arguments(guarding, "24h")
     guarding.set_defaults(handler=security_command)
 
 
-def _window_arguments(parser: argparse.ArgumentParser, last: str) -> None:
+def window_arguments(parser: argparse.ArgumentParser, last: str) -> None:
     when = parser.add_mutually_exclusive_group()
     when.add_argument("--last", help=f"a span ending now: 90m, 24h, 7d (default {last})")
     when.add_argument("--from", dest="start", help="RFC 3339 (UTC if no zone) or an age: 2h")
@@ -107,31 +107,31 @@ def _positive(text: str) -> int:
 
 def latency_command(args: argparse.Namespace, settings: ConsumerSettings) -> int:
     start, end = window_of(args, utc_now())
-    endpoint = _endpoint_argument(args.endpoint)
-    with _reading():
-        report = latency_report(endpoint_stats(_table(settings), start, end, endpoint=endpoint))
-    _emit(args, report, print_latency)
+    endpoint = endpoint_argument(args.endpoint)
+    with reading():
+        report = latency_report(endpoint_stats(analytics_table(settings), start, end, endpoint=endpoint))
+    emit(args, report, print_latency)
     return 0
 
 
 def top_command(args: argparse.Namespace, settings: ConsumerSettings) -> int:
     start, end = window_of(args, utc_now())
-    table = _table(settings)
-    with _reading():
+    table = analytics_table(settings)
+    with reading():
         if args.what == "users":
             report = users_report(table, start, end, args.limit)
         else:
             report = ranking_report(table, start, end, args.what, args.limit)
-    _emit(args, report, print_top)
+    emit(args, report, print_top)
     return 0
 
 
 def security_command(args: argparse.Namespace, settings: ConsumerSettings) -> int:
     start, end = window_of(args, utc_now())
     rules = load_rules(args.rules)
-    with _reading():
-        report = security_report(_table(settings), start, end, rules, args.limit)
-    _emit(args, report, print_security)
+    with reading():
+        report = security_report(analytics_table(settings), start, end, rules, args.limit)
+    emit(args, report, print_security)
     return 0
 
 
@@ -343,7 +343,7 @@ def latency_table(report: Report) -> RichTable:
 
 def latency_view(settings: ConsumerSettings, span: timedelta) -> Callable[[datetime], RichTable]:
     """The latency table of the last `span`, read anew at each call (the view `metering demo` adds)."""
-    table = _table(settings)
+    table = analytics_table(settings)
 
     def view(now: datetime) -> RichTable:
         return latency_table(latency_report(endpoint_stats(table, now - span, now)))
@@ -466,7 +466,7 @@ def _refusals_table(report: Report) -> RichTable:
 # -- helpers -----------------------------------------------------------------------------------------
 
 
-def _emit(args: argparse.Namespace, report: Report, show: Callable[[Console, Report], None]) -> None:
+def emit(args: argparse.Namespace, report: Report, show: Callable[[Console, Report], None]) -> None:
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -475,16 +475,16 @@ def _emit(args: argparse.Namespace, report: Report, show: Callable[[Console, Rep
     show(console, report)
 
 
-def _table(settings: ConsumerSettings) -> Table:
+def analytics_table(settings: ConsumerSettings) -> Table:
     return Table(aws.client("dynamodb", settings.region), settings.analytics_table)
 
 
-def _reading() -> AbstractContextManager[None]:
+def reading() -> AbstractContextManager[None]:
     """AWS errors of the reads as the CLI reports them (`Misconfigured`, `SinkUnavailable`)."""
     return aws.translated("reading the analytics table")
 
 
-def _endpoint_argument(endpoint: str | None) -> str | None:
+def endpoint_argument(endpoint: str | None) -> str | None:
     if endpoint is None:
         return None
     method, _, route = endpoint.strip().partition(" ")

@@ -149,6 +149,7 @@ def _run(
             _pace(started, n / rate)
             request = _request(rng, secrets, weights)
             received_ms = int(time.time() * 1000)
+            request["requestContext"]["requestTimeEpoch"] = received_ms  # as API Gateway sends it
             outcome, context = _outcome(handler, request)
             summary.outcomes[outcome] += 1
             if log is not None:
@@ -222,8 +223,14 @@ def _pace(started: float, offset: float) -> None:
 
 # -- access logs ---------------------------------------------------------------------------------
 
-# What API Gateway answers itself when the authorizer refuses or fails (ecs/api-gateway.yaml).
+# What API Gateway answers itself when the authorizer refuses or fails (ecs/api-gateway.yaml), and
+# the gateway response it logs (`$context.error.responseType`); a backend's 504 is its timeout's.
 REFUSED_STATUS = {"unauthorized": 401, "rate_limited": 429, "key_store_unavailable": 500}
+RESPONSE_TYPE = {
+    "unauthorized": "UNAUTHORIZED",
+    "rate_limited": "ACCESS_DENIED",
+    "key_store_unavailable": "AUTHORIZER_FAILURE",
+}
 
 
 def access_log_line(
@@ -247,6 +254,7 @@ def access_log_line(
             "sourceIp": identity["sourceIp"],
             "userEmail": str(context.get("userEmail", MISSING)),
             "apiKeyId": str(context.get("apiKeyId", MISSING)),
+            "errorType": RESPONSE_TYPE.get(outcome, "INTEGRATION_TIMEOUT" if status == 504 else MISSING),
         }
     )
 

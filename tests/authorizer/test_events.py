@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from authorizer.decision import Caller, Decision, Outcome, Reason
-from authorizer.events import build_event, encode_event, partition_key
+from authorizer.events import MAX_RECEIVED_SKEW_SECONDS, build_event, encode_event, partition_key
 from authorizer.request import parse_request
 from contract.events import UsageEventV1, format_epoch
 from tests.authorizer.conftest import rest_event
@@ -106,3 +106,20 @@ def test_events_decode_with_the_consumer_contract() -> None:
         )
         decoded = events_module.decode_event(encode_event(event), datetime.fromtimestamp(1_795_000_001, UTC))
         assert decoded.event_type == event["eventType"]
+
+
+def test_an_event_is_stamped_when_api_gateway_received_its_request() -> None:
+    """To the millisecond of its access-log line, so both records of a request fall in one hour;
+    a receive time more than MAX_RECEIVED_SKEW_SECONDS from the Lambda's clock is not believed."""
+    received = 1_795_000_799_999  # 11:19:59.999, a millisecond before the minute
+    event = rest_event()
+    event["requestContext"]["requestTimeEpoch"] = received
+    request = parse_request(event)
+    decision = Decision(Outcome.ALLOWED, CALLER)
+    assert (
+        build_event(decision, request, "t", received / 1000 + 0.004)["timestamp"]
+        == "2026-11-18T11:19:59.999Z"
+    )
+    late = received / 1000 + MAX_RECEIVED_SKEW_SECONDS + 1
+    assert build_event(decision, request, "t", late)["timestamp"] == format_epoch(late)
+    assert build_event(decision, parse_request(rest_event()), "t", late)["timestamp"] == format_epoch(late)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from authorizer.request import MAX_FIELD_CHARS, ApiFormat, KeyProblem, parse_request
 from tests.authorizer.conftest import METHOD_ARN, http_v2_event, rest_event
+from tests.samples import sample
 
 
 def test_rest_event_fields() -> None:
@@ -113,3 +114,14 @@ def test_keys_in_descriptive_fields_are_redacted() -> None:
     request = parse_request(event)
     assert request.path == "/x/" + "a" * 280 + "[REDACTED]"[: MAX_FIELD_CHARS - 284]
     assert request.user_agent == "tool [REDACTED]"
+
+
+def test_the_receive_time_is_api_gateways_own() -> None:
+    """`requestTimeEpoch` (REST, payload 1.0) and `timeEpoch` (v2), from samples nobody here wrote;
+    anything but a whole positive number of milliseconds is no time."""
+    assert parse_request(sample("apiGatewayAuthorizerRequestEvent")).received_ms == 1629470210043
+    assert parse_request(sample("apiGatewayAuthorizerV2Event")).received_ms == 1583348638390
+    for odd in (True, "1629470210043", 1629470210043.5, -1, 0, 10**13, None):
+        event = rest_event()
+        event["requestContext"]["requestTimeEpoch"] = odd
+        assert parse_request(event).received_ms is None

@@ -38,6 +38,7 @@ ALLOWED = {
     "$context.identity.sourceIp": "203.0.113.7",
     "$context.authorizer.userEmail": "alice@example.com",
     "$context.authorizer.apiKeyId": "key_01HZX3",
+    "$context.error.responseType": "-",
 }
 # ... and for a request the authorizer refused: no integration ran, no caller.
 REFUSED = ALLOWED | {
@@ -49,6 +50,7 @@ REFUSED = ALLOWED | {
     "$context.integrationLatency": "-",
     "$context.authorizer.userEmail": "-",
     "$context.authorizer.apiKeyId": "-",
+    "$context.error.responseType": "UNAUTHORIZED",
 }
 
 
@@ -102,6 +104,7 @@ def test_a_rendered_line_decodes_into_its_values(line_format: str) -> None:
         401,
     )
     assert (refused.integration_latency_ms, refused.user_email, refused.api_key_id) == (None, None, None)
+    assert (allowed.error_type, refused.error_type) == (None, "UNAUTHORIZED")
 
 
 def test_a_variable_without_a_value_is_a_drift_not_a_line() -> None:

@@ -22,6 +22,7 @@ import orjson
 import pytest
 import structlog
 from moto import mock_aws
+from rich.console import Console
 
 from consumer import aws as consumer_aws
 from consumer.core.latency import RELATIVE_ACCURACY, bucket, quantiles
@@ -50,8 +51,10 @@ from contract.reads.analytics import (
     top_methods,
     user_usage,
 )
+from contract.reads.completeness import reconcile
 from contract.table import analytics_table_spec
 from metering.commands import analytics
+from metering.commands.reconcile import print_reconciliation, reconcile_report
 from metering.errors import USAGE_ERROR, CommandError
 
 SHARDS = ("shardId-000000000000", "shardId-000000000001")
@@ -73,6 +76,8 @@ MARKED = {
     ("2026-11-24T13", "198.51.100.99"): ["KEYS_TRIED"],  # 6 keys
     ("2026-11-24T12", "192.0.2.10"): ["RATE_LIMITED"],  # 100 rate limited
 }
+# The gateway response API Gateway logs with some statuses: two answered before the authorizer ran.
+GATEWAY_RESPONSES = {"429": "THROTTLED", "403": "WAF_FILTERED", "500": "AUTHORIZER_FAILURE"}
 # ...and one short of each boundary: 99 failures, 25 of 50, 5 keys, 99 rate limited: unmarked.
 UNMARKED = ("203.0.113.67", "198.51.100.25", "198.51.100.55", "192.0.2.11")
 
@@ -162,6 +167,7 @@ def _access_lines(rng: random.Random) -> list[dict[str, str]]:
                 integrationLatency=integration,
             )
         )
+        lines[-1]["errorType"] = GATEWAY_RESPONSES.get(lines[-1]["status"], "-")
     return lines
 
 
@@ -804,3 +810,49 @@ def test_the_guard_fails_a_scan_however_it_is_issued(world: World) -> None:
     with pytest.raises(AssertionError, match="a Scan was issued"):
         next(iter(probe.get_paginator("scan").paginate(TableName=SETTINGS.analytics_table)))
     assert len(probe.scans) == 2
+
+
+def test_reconcile_sets_each_hour_and_endpoint_of_the_lines_against_the_events(
+    world: World, guard: GuardedClient
+) -> None:
+    """The two records side by side: the lines, the events, the gateway responses before the
+    authorizer, the remainder, per hour and endpoint; one index query per hour, one key query."""
+    start, end = _at(9), _at(15)
+    found = reconcile(world.table, start, end)
+    want: dict[tuple[datetime, str], Counter[str]] = defaultdict(Counter)
+    for line in world.lines:
+        counted = want[(_time(line).replace(minute=0, second=0, microsecond=0), _endpoint(line))]
+        counted["requests"] += 1
+        counted[line["errorType"]] += 1
+    for e in world.events:
+        want[(_time(e).replace(minute=0, second=0, microsecond=0), _endpoint(e))]["metered"] += 1
+    got = {(row.hour, row.endpoint): row for row in found.rows}
+    assert set(got) == set(want)
+    for place, counts in want.items():
+        row = got[place]
+        before = {kind: counts[kind] for kind in ("THROTTLED", "WAF_FILTERED") if counts[kind]}
+        assert (row.requests, row.metered, dict(row.before_authorizer)) == (
+            counts["requests"], counts["metered"], before
+        )  # fmt: skip
+        assert row.authorizer_failed == counts["AUTHORIZER_FAILURE"]
+        assert row.unmetered == counts["requests"] - sum(before.values()) - counts["metered"]
+    assert sum(t.requests for t in found.totals) == len(world.lines)
+    assert sum(t.metered for t in found.totals) == len(world.events)
+    assert guard.calls == Counter({"Query": len(found.hours) + 1})
+
+    one = reconcile(world.table, start, end, endpoint="GET /items/{id}")
+    assert one.rows == tuple(row for row in found.rows if row.endpoint == "GET /items/{id}")
+
+
+def test_reconcile_prints_its_tables(world: World, guard: GuardedClient) -> None:
+    found = reconcile(world.table, _at(9), _at(15))
+    report = reconcile_report(found, _at(9), _at(15), {"HOUR#2026-11-24T10": {"EventsFailed": 3}}, _at(14))
+    console = Console(record=True, width=220)
+    print_reconciliation(console, report)
+    text = console.export_text()
+    assert "Completeness per hour" in text and "Per hour and endpoint" in text
+    assert f"Unmetered in the window's final hours: {report['unmetered']:,}" in text
+    assert report["hours"][1]["cloudwatch"] == {"EventsFailed": 3}
+    assert [hour["final"] for hour in report["hours"]] == [True] * 5 + [False]  # 14:00 ends after 14:00
+    assert report["unmetered"] == sum(hour["unmetered"] for hour in report["hours"][:5])
+    assert "14 *" in text

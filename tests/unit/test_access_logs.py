@@ -108,6 +108,27 @@ def test_a_request_the_authorizer_refused() -> None:
     assert decoded.api_key_id is None
 
 
+def test_the_gateway_response_type_is_read() -> None:
+    """`$context.error.responseType`: what tells a stage's throttling (no authorizer ran) from the
+    authorizer's own 429 (`ACCESS_DENIED`); `-` for the backend's response."""
+    throttled = decode_access_log_line(text(line(status="429", errorType="THROTTLED")), NOW)
+    assert (throttled.status, throttled.error_type) == (429, "THROTTLED")
+    assert decode_access_log_line(text(line()), NOW).error_type is None
+    for odd in ("throttled", "THROTTLED ", "A" * 65, "-"):  # costs the type, never the line
+        assert decode_access_log_line(text(line(errorType=odd)), NOW).error_type is None
+
+
+def test_a_request_that_matched_no_route_still_counts() -> None:
+    """API Gateway has no route template for it (`-`): the response counts, under the route its path
+    matches (`consumer.core.routes`), else `(other)`."""
+    decoded = decode_access_log_line(
+        text(line(resourcePath="-", errorType="MISSING_AUTHENTICATION_TOKEN")), NOW
+    )
+    assert (decoded.resource_path, decoded.path, decoded.error_type) == (
+        None, "/items/42", "MISSING_AUTHENTICATION_TOKEN"
+    )  # fmt: skip
+
+
 def test_optional_fields_may_be_absent_and_unknown_ones_are_ignored() -> None:
     """Format changes roll out: an absent optional field is no value, a new field is ignored."""
     document = {name: value for name, value in line().items() if name in REQUIRED} | {"protocol": "HTTP/1.1"}
@@ -138,7 +159,7 @@ def test_a_required_field_missing_is_invalid(name: str) -> None:
     assert name in error.detail
 
 
-@pytest.mark.parametrize("name", ["requestId", "requestTimeEpoch", "httpMethod", "resourcePath"])
+@pytest.mark.parametrize("name", ["requestId", "requestTimeEpoch", "httpMethod"])
 def test_a_required_field_without_value_is_invalid(name: str) -> None:
     """API Gateway's "-" in a field we count by is as good as missing (a number's "-" costs only the
     number: tests/unit/test_access_log_escaping.py)."""

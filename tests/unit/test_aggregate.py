@@ -6,11 +6,12 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 
+from consumer.core.access_logs import decode_access_log_line
 from consumer.core.aggregate import Aggregate
 from consumer.core.archive import pack, unpack
 from consumer.core.events import decode_event
 from consumer.core.routes import Routes
-from consumer.testing import event
+from consumer.testing import access_log_line, event
 from contract.table import KEYS_TRIED, USERS_SEEN, expiry
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
@@ -154,3 +155,16 @@ def test_expiry_is_bucket_start_plus_its_retention() -> None:
     assert expiry("MONTH#2026-11") == int(
         (datetime(2026, 11, 1, tzinfo=UTC) + timedelta(days=775)).timestamp()
     )
+
+
+def test_responses_count_by_gateway_response_in_the_endpoint_items() -> None:
+    """`g_<type>`: what `metering reconcile` subtracts as answered before the authorizer ran."""
+    aggregate = Aggregate()
+    at = datetime(2026, 11, 24, 17, 52, tzinfo=UTC)
+    for error_type in ("THROTTLED", "THROTTLED", "-", "ACCESS_DENIED"):
+        fields = access_log_line(at, status="429" if error_type != "-" else "200", errorType=error_type)
+        aggregate.add_response(decode_access_log_line(orjson.dumps(fields), at))
+    for sk in ("MINUTE#2026-11-24T17:52", "HOUR#2026-11-24T17"):
+        adds = aggregate.items[("ENDPOINT#GET /items/{id}", sk)].adds
+        assert (adds["responses"], adds["g_THROTTLED"], adds["g_ACCESS_DENIED"]) == (4, 2, 1)
+        assert not any(name.startswith("g_-") for name in adds)

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumer.core.routes import OTHER, Routes
+from contract.events import MAX_REQUEST_FIELD_CHARS
 
 ROUTES = Routes(("/items/{id}", "/items/{id}/lines/{line}", "/files/{path+}", "/v1/usage"))
 
@@ -43,3 +44,13 @@ def test_a_scanner_behind_a_greedy_resource_adds_at_most_one_endpoint(paths: lis
 def test_a_template_that_is_not_one_is_refused() -> None:
     with pytest.raises(ValueError, match="not a route template"):
         Routes(("items/{id}",))
+
+
+def test_a_long_path_names_the_same_endpoint_in_the_event_and_the_access_log() -> None:
+    """The authorizer cuts the event's path to MAX_REQUEST_FIELD_CHARS, the access-log decoder to
+    MAX_TEXT_CHARS: matched alike, the two records of a request name one endpoint (metering reconcile)."""
+    routes = Routes(("/files/{name}",))
+    logged = "/files/" + "a" * (MAX_REQUEST_FIELD_CHARS - 7) + "/more"  # its second segment past the cut
+    metered = logged[:MAX_REQUEST_FIELD_CHARS]  # what the usage event holds
+    assert routes.endpoint("GET", "/{proxy+}", logged) == routes.endpoint("GET", "/{proxy+}", metered)
+    assert routes.endpoint("GET", "/{proxy+}", metered) == "GET /files/{name}"
