@@ -1,4 +1,4 @@
-"""The usage batch, version 2: many usage events v1 in one Kinesis record (README: "Usage batch").
+"""The usage batch, version 2: many usage events v1 in one Kinesis record (docs/events.md).
 
 A record's data is one byte, `BATCH_PREFIX` (0x02, the version), then a zlib stream (RFC 1950,
 deflate, no preset dictionary) of a UTF-8 JSON array of 1 to `MAX_BATCH_EVENTS` usage events v1,

@@ -1,4 +1,4 @@
-"""The usage event, version 1: one JSON object per Kinesis record, UTF-8 (README: "Usage event").
+"""The usage event, version 1: one JSON object per Kinesis record, UTF-8 (docs/events.md).
 
 The authorizer builds `UsageEventV1` dicts; the consumer decodes them (`consumer.core.events`) and
 checks its field names against this one (tests/unit/test_contract.py). Producers may add fields.

@@ -1,11 +1,12 @@
 """The analytics table: its keys, counters and schema, as the writer and every reader know them.
 
-README "Analytics table" documents each item. Buckets are the event's own time in UTC; emails are
+docs/table.md documents each item. Buckets are the event's own time in UTC; emails are
 in their canonical form (`contract.events.canonical_email`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -49,6 +50,31 @@ COUNTERS = tuple(COUNTER_OF.values())
 def reason_counter(reason: str) -> str:
     """Refusals by reason (`MISSING_KEY`, `RATE_LIMIT_SECOND`, ...) on IP, key and GLOBAL hour items."""
     return f"r_{reason}"
+
+
+# A user's minutes live in its hour item, one counter per minute and kind: `c07` is the calls of
+# minute 07 (`a07` auth failures, `r07` rate-limited). A separate item per user and minute cost a
+# write unit and an index entry per event at a few calls a minute (issue 17); the names are short
+# because an update bills the whole item in 1 KB units. Minute items written before remain readable
+# (`contract.reads.usage`) until they expire; GLOBAL and ENDPOINT items keep their minute items.
+_MINUTE_LETTER = {counter: counter[0] for counter in COUNTERS}  # c, a, r: distinct initials
+_LETTER_COUNTER = {letter: counter for counter, letter in _MINUTE_LETTER.items()}
+
+
+def minute_counter(counter: str, minute: int) -> str:
+    """The attribute of a user's hour item counting `counter` in `minute` (0-59) of the hour."""
+    return f"{_MINUTE_LETTER[counter]}{minute:02d}"
+
+
+def user_minutes(hour_item: Mapping[str, Any]) -> dict[int, dict[str, int]]:
+    """A user's hour item's minute counters (values as `contract.reads.plain` gives them): minute of
+    the hour -> counter -> count."""
+    minutes: dict[int, dict[str, int]] = {}
+    for name, value in hour_item.items():
+        counter = _LETTER_COUNTER.get(name[:1])
+        if counter is not None and len(name) == 3 and name[1:].isdigit() and isinstance(value, int):
+            minutes.setdefault(int(name[1:]), {})[counter] = value
+    return minutes
 
 
 def method_counter(method: str) -> str:

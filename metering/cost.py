@@ -127,8 +127,7 @@ PRICES = PriceTable()
 # zlib-compressed (`consumer.core.archive`): ~476 B with one event, ~6.3 KB with 99.
 MEASURED_ITEM_BYTES = {
     "USER TOTAL": 215,
-    "USER MINUTE": 200,
-    "USER HOUR": 390,
+    "USER HOUR": 390,  # without its minute counters (below)
     "USER DAY": 295,
     "USER MONTH": 365,
     "IP HOUR": 230,
@@ -140,6 +139,9 @@ MEASURED_ITEM_BYTES = {
     "ENDPOINT MINUTE": 385,
     "ENDPOINT HOUR": 375,
 }
+# A user's minutes are counters of its hour item (`c07`: a 3-byte name and a small number), so that
+# item grows through the hour by this much per minute and kind the user is counted in.
+MEASURED_MINUTE_COUNTER_BYTES = 6
 MEASURED_PAGE_BYTES = 420  # an archive page's keys, expiry and compression overhead
 MEASURED_PAGE_EVENT_BYTES = 59  # each event it holds, compressed
 # The KCL daemon's log lines with properties/logback.xml's quiet loggers, 2 shards at rest: 26,191 bytes
@@ -179,7 +181,7 @@ CPU_HEADROOM = 4.0  # the JVM, polling, GC and catching up after an outage share
 # The consumer's writes
 # ---------------------------------------------------------------------------------------------
 
-USER_KINDS = ("USER TOTAL", "USER MINUTE", "USER HOUR", "USER DAY", "USER MONTH")
+USER_KINDS = ("USER TOTAL", "USER HOUR", "USER DAY", "USER MONTH")  # a user's minutes: in its hour
 GLOBAL_KINDS = ("GLOBAL MINUTE", "GLOBAL HOUR", "GLOBAL DAY", "GLOBAL MONTH")
 NOT_IN_INDEX = frozenset({"USER TOTAL", "ARCHIVE page", "FLUSH intent"})  # no `bucket` attribute
 
@@ -261,7 +263,6 @@ def writes_per_flush(t: Traffic) -> dict[str, float]:
     keyless = t.keyless_addresses * touched(t.keyless_rate(), window, HOUR)
     writes = {
         "USER TOTAL": users * hit(user, window),
-        "USER MINUTE": users * touched(user, window, MINUTE),
         "USER HOUR": per_hour,
         "USER DAY": users * hit(user, window),
         "USER MONTH": users * hit(user, window),
@@ -282,6 +283,29 @@ def writes_per_flush(t: Traffic) -> dict[str, float]:
     return writes
 
 
+def user_hour_bytes(t: Traffic, minutes: int) -> float:
+    """A user's hour item after `minutes` minutes of the hour: the minutes the user called in, and
+    those it was refused in, each add a counter."""
+    user = t.user_rate()
+    counters = minutes * (
+        hit(user * (1 - t.rate_limited_share), MINUTE) + hit(user * t.rate_limited_share, MINUTE)
+    )
+    return MEASURED_ITEM_BYTES["USER HOUR"] + MEASURED_MINUTE_COUNTER_BYTES * counters
+
+
+def user_hour_units(t: Traffic) -> float:
+    """Write units of one update of a user's hour item, over the hour: an update bills the item after
+    it (the larger image) in 1 KB units, so past some minute of a busy hour it costs two."""
+    return sum(math.ceil(user_hour_bytes(t, minute) / KIB) for minute in range(1, 61)) / 60
+
+
+def item_units(t: Traffic, kind: str) -> float:
+    """Write units of one write of an item kind (every other item stays under 1 KB)."""
+    if kind == "ARCHIVE page":
+        return page_units(t)
+    return user_hour_units(t) if kind == "USER HOUR" else 1.0
+
+
 def page_units(t: Traffic) -> float:
     """Write units of one archive page: ceil(size / 1 KB), its size growing with its events."""
     pages = writes_per_flush(t).get("ARCHIVE page", 0.0)
@@ -297,7 +321,6 @@ def created_per_second(t: Traffic) -> dict[str, float]:
     keyless = t.keyless_addresses * hit(events * t.keyless_share / t.keyless_addresses, HOUR) / HOUR
     endpoint = events / t.endpoints
     created = {
-        "USER MINUTE": t.users * hit(user, MINUTE) / MINUTE,
         "USER HOUR": t.users * hit(user, HOUR) / HOUR,
         "USER DAY": t.users * hit(user, DAY) / DAY,
         "USER MONTH": t.users * hit(user, MONTH) / MONTH,
@@ -324,7 +347,7 @@ def writes_per_event(t: Traffic, projection: Projection = "all") -> WriteEstimat
     """
     per_flush = t.shards / (t.events_per_second * t.flush_interval_seconds)
     requests = {kind: n * per_flush for kind, n in writes_per_flush(t).items()}
-    table = {kind: n * (page_units(t) if kind == "ARCHIVE page" else 1.0) for kind, n in requests.items()}
+    table = {kind: n * item_units(t, kind) for kind, n in requests.items()}
     if projection == "all":
         index = {kind: n for kind, n in table.items() if kind not in NOT_IN_INDEX}
     else:
@@ -339,7 +362,6 @@ def items_kept(t: Traffic) -> dict[str, float]:
     keyless = t.keyless_addresses * hit(events * t.keyless_share / t.keyless_addresses, HOUR)
     kept = {
         "USER TOTAL": float(t.users),
-        "USER MINUTE": t.users * hit(user, MINUTE) * RETENTION_DAYS["MINUTE"] * DAY / MINUTE,
         "USER HOUR": t.users * hit(user, HOUR) * RETENTION_DAYS["HOUR"] * DAY / HOUR,
         "USER DAY": t.users * hit(user, DAY) * RETENTION_DAYS["DAY"],
         "USER MONTH": t.users * hit(user, MONTH) * RETENTION_DAYS["MONTH"] * DAY / MONTH,
@@ -370,6 +392,8 @@ def storage_gb(t: Traffic, projection: Projection = "all") -> float:
     table = index = 0.0
     for kind, count in kept.items():
         size = page_bytes if kind == "ARCHIVE page" else MEASURED_ITEM_BYTES[kind]
+        if kind == "USER HOUR":
+            size = user_hour_bytes(t, 60)  # kept whole: all its minutes
         table += count * (size + DYNAMODB_ITEM_OVERHEAD_BYTES)
         if kind not in NOT_IN_INDEX:
             entry = size if projection == "all" else INDEX_KEY_BYTES
@@ -384,8 +408,8 @@ def storage_gb(t: Traffic, projection: Projection = "all") -> float:
 
 @dataclass(frozen=True, slots=True)
 class CostInputs:
-    """One deployment and its traffic. The defaults are the recommended configuration (README
-    "Cost"); `AS_DEPLOYED` is what the templates deploy today."""
+    """One deployment and its traffic. The defaults are the recommended configuration
+    (docs/cost.md); `AS_DEPLOYED` is what the templates deploy today."""
 
     calls_per_month: int = 10_000_000
     users: int = 100  # active users in a month; each calls at a steady rate (the worst case)

@@ -2,7 +2,7 @@
 
 Buckets come from the event's own timestamp in UTC, so a replay lands in the same items as the
 original run. A usage event adds to:
-- its user's all-time (TOTAL), minute, hour (with its method and endpoint), day and month items
+- its user's all-time (TOTAL), hour (with its minute, method and endpoint), day and month items
   (all-time and month items also hold the first and last times seen and the plan);
 - the GLOBAL minute, hour (methods, endpoints, refusals by reason), day and month items;
 - its source IP's hour item (refusals by reason, the keys and users seen from it);
@@ -56,6 +56,7 @@ from contract.table import (
     ip_pk,
     key_pk,
     method_counter,
+    minute_counter,
     minute_sk,
     month_sk,
     reason_counter,
@@ -266,12 +267,12 @@ class _Items:
         user, minute, kind, method, endpoint, _ = group
         pk, counter, buckets = user_pk(user), COUNTER_OF[kind], _buckets(minute)
         self._item(pk, TOTAL).add(counter, count)
-        self._bucket(pk, buckets[0]).add(counter, count)
         for sk in buckets[1:]:
             item = self._bucket(pk, sk)
             item.add(counter, count)
             item.active = True
         hourly = self._bucket(pk, buckets[1])
+        hourly.add(minute_counter(counter, minute % 60), count)  # a user's minutes: in its hour item
         hourly.add(method_counter(method), count)
         hourly.add(endpoint_counter(endpoint), count)
 

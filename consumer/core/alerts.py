@@ -8,7 +8,8 @@ subject (a user, an IP, GLOBAL), the window (the item's time bucket), the value 
 Rules and their defaults (`ALERT_RULES_FILE`, a JSON object, overrides any of them; `null` turns a
 rule off):
 
-- `USER_CALLS_PER_MINUTE` (a user's minute): `calls > user_calls_per_minute` (1,000).
+- `USER_CALLS_PER_MINUTE` (a user's minute, counted in its hour item): `calls > user_calls_per_minute`
+  (1,000).
 - `PLAN_MINUTE_ALLOWANCE` (a user's minute): calls reach `plan_minute_percent` (90) % of the plan's
   per-minute limit.
 - `PLAN_MONTH_ALLOWANCE` (a user's month): calls reach `plan_month_percent` (90) % of the plan's
@@ -44,6 +45,8 @@ from contract.table import (
     TOTAL,
     USER_PREFIX,
     bucket_start,
+    minute_sk,
+    user_minutes,
 )
 
 ItemKey = tuple[str, str]
@@ -91,18 +94,25 @@ class AlertRules:
         found: list[Breach] = []
         plans = {pk: item.get(PLAN) for (pk, sk), item in items.items() if sk == TOTAL}
         for (pk, sk), item in items.items():
-            if pk.startswith(USER_PREFIX) and sk.startswith(MINUTE_PREFIX):
-                found += self._user_minute(pk.removeprefix(USER_PREFIX), sk, item, plans.get(pk))
-            elif pk.startswith(USER_PREFIX) and sk.startswith(MONTH_PREFIX):
+            if pk.startswith(USER_PREFIX) and sk.startswith(MONTH_PREFIX):
                 found += self._allowance("PLAN_MONTH_ALLOWANCE", pk.removeprefix(USER_PREFIX), sk, item,
                                          item.get(PLAN), percent=self.plan_month_percent)  # fmt: skip
             elif pk.startswith(USER_PREFIX) and sk.startswith(HOUR_PREFIX):
-                found += _over("USER_RATE_LIMITED", pk.removeprefix(USER_PREFIX), sk,
-                               _count(item, "rateLimited"), self.user_rate_limited_per_hour)  # fmt: skip
+                found += self._user_hour(pk.removeprefix(USER_PREFIX), sk, item, plans.get(pk))
             elif pk.startswith(IP_PREFIX) and sk.startswith(HOUR_PREFIX):
                 found += self._ip_hour(pk.removeprefix(IP_PREFIX), sk, item)
             elif pk == GLOBAL and sk.startswith(MINUTE_PREFIX):
                 found += self._auth_failure_ratio(sk, item)
+        return found
+
+    def _user_hour(self, user: str, sk: str, item: Mapping[str, Any], plan: str | None) -> list[Breach]:
+        """The hour's refusals, and each of its minutes (a user's minutes live in its hour item)."""
+        found = _over(
+            "USER_RATE_LIMITED", user, sk, _count(item, "rateLimited"), self.user_rate_limited_per_hour
+        )
+        start = bucket_start(sk)
+        for minute, counts in user_minutes(item).items():
+            found += self._user_minute(user, minute_sk(start + timedelta(minutes=minute)), counts, plan)
         return found
 
     def _user_minute(self, user: str, sk: str, item: Mapping[str, Any], plan: str | None) -> list[Breach]:

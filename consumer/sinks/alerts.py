@@ -8,7 +8,7 @@ one: a replayed old breach cannot re-open it) and exactly one closes it (FIRING 
 `AlertRules.resolvable`: the sweep). That writer then publishes the notification. The change marks
 the item `pending` and the publish clears it, so a notification a crash left unsent is sent by the
 next sweep; a crash between the publish and the clearing sends it twice, with the same `id`
-(README "Alerts": the message, and deduplicating on `id`).
+(docs/alerts.md: the message, and deduplicating on `id`).
 
 Nothing here stops counting: an error is logged and counted, and the breach is seen again at the
 window's next flush, the notification at the next sweep.
@@ -235,7 +235,7 @@ def topic_arn(sts: Any, sns: Any, name: str) -> str:
 
 
 def notification(episode: dict[str, Any], environment: str) -> dict[str, Any]:
-    """The documented alert message (README "Alerts") of an episode's current state."""
+    """The documented alert message (docs/alerts.md) of an episode's current state."""
     rule, subject = episode["pk"].removeprefix(ALERT_PREFIX), episode["sk"]
     change = f"{environment}/{rule}/{subject}/{episode['episode']}/{episode['state']}"
     return {

@@ -7,9 +7,9 @@ Standard library only, like `contract.reads`: each function takes a `Table` and 
 | read | items | queries |
 |---|---|---|
 | `user_total` | `USER#e` / `TOTAL` | one key read |
-| `usage_buckets` | one pk's `MINUTE#`, `HOUR#`, `DAY#` or `MONTH#` items over a window | one key query |
+| `usage_buckets` | one pk's `MINUTE#`, `HOUR#`, `DAY#` or `MONTH#` items of a window | one key query (**) |
 | `week_pattern` | one pk's `HOUR#` items of the last 168 hours | one key query |
-| `users_by_bucket` | every user's items of some buckets (`by-bucket` index) | one index query per bucket |
+| `users_by_bucket` | every user's items of some buckets (`by-bucket` index) | a query per bucket (**) |
 | `month_export` | a month's users (`by-bucket` index), GLOBAL's month item | one index query, one read (*) |
 | `archived_events` | `ARCHIVE#USER#e` or `ARCHIVE#IP#ip` pages over the window's hours | one key query |
 | `usage_summary` | a user's month item and the month's day items | one key read, one key query |
@@ -20,6 +20,8 @@ last 7 days only: each of its 7 x 24 cells is exactly one hour (the 168 hours en
 current one), a week's picture rather than an average over many weeks.
 
 (*) plus, for month items written before they carried `firstSeen`/`lastSeen`, the archive (below).
+(**) a user's minutes are counters of its hour item (`contract.table.minute_counter`): one more
+query, of the hours, adds them to the minute items written before that layout, until those expire.
 
 Reads through the `by-bucket` index are eventually consistent: `month_export` compares the users it
 lists with the GLOBAL month item's exact `activeUsers` and says when they differ.
@@ -56,6 +58,8 @@ from contract.table import (
     TOTAL,
     USER_PREFIX,
     archive_pk,
+    bucket_start,
+    user_minutes,
     user_pk,
 )
 
@@ -227,22 +231,49 @@ def usage_buckets(
     found = {
         item["sk"]: item for item in table.between(pk, granularity.sk(starts[0]), granularity.sk(starts[-1]))
     }
+    minutes: dict[str, dict[str, int]] = {}
+    if granularity is MINUTE and pk.startswith(USER_PREFIX):
+        minutes = _minutes_of(table.between(pk, HOUR.sk(starts[0]), HOUR.sk(starts[-1])))
     buckets = []
     for at in starts:
         item = found.get(granularity.sk(at))
         active = item.get(ACTIVE_USERS) if item else None
-        buckets.append(Bucket(at, granularity.label(at), Counts.of(item), active))
+        counts = Counts.of(item) + Counts.of(minutes.get(granularity.sk(at)))
+        buckets.append(Bucket(at, granularity.label(at), counts, active))
     return buckets
 
 
 def users_by_bucket(table: Table, granularity: Granularity, starts: Iterable[datetime]) -> dict[str, Counts]:
-    """Every user with items among these buckets and their counts added up (one index query each)."""
+    """Every user with items among these buckets and their counts added up (one index query each;
+    for minutes, one per hour as well: a user's minutes are counters of its hour item)."""
     totals: dict[str, Counts] = {}
+
+    def add(item: Mapping[str, Any]) -> None:
+        email = item["pk"].removeprefix(USER_PREFIX)
+        totals[email] = totals.get(email, Counts()) + Counts.of(item)
+
+    starts = list(starts)
     for at in starts:
-        for item in table.of_bucket(granularity.sk(at), USER_PREFIX):
-            email = item["pk"].removeprefix(USER_PREFIX)
-            totals[email] = totals.get(email, Counts()) + Counts.of(item)
+        for item in table.of_bucket(granularity.sk(at), USER_PREFIX):  # minutes: items written before
+            add(item)
+    if granularity is MINUTE:
+        wanted = {MINUTE.sk(at) for at in starts}
+        for hour in sorted({HOUR.sk(at) for at in starts}):
+            for item in table.of_bucket(hour, USER_PREFIX):
+                found = _minutes_of([item])
+                for sk in wanted & found.keys():
+                    add({"pk": item["pk"], **found[sk]})
     return totals
+
+
+def _minutes_of(hour_items: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """The minute counters of user hour items (`contract.table.user_minutes`), by minute sort key."""
+    found: dict[str, dict[str, int]] = {}
+    for item in hour_items:
+        start = bucket_start(item["sk"])
+        for minute, counts in user_minutes(item).items():
+            found[MINUTE.sk(start + timedelta(minutes=minute))] = counts
+    return found
 
 
 # -- the 7 x 24 pattern ---------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """`metering alerts`: the threshold alerts' open episodes, and those that changed recently.
 
 One key query per rule (`ALERT#<rule>`), never a Scan. An episode is what `consumer.sinks.alerts`
-keeps: FIRING until the window after its last breach has passed, then RESOLVED (README "Alerts").
+keeps: FIRING until the window after its last breach has passed, then RESOLVED (docs/alerts.md).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ def provision(settings: ConsumerSettings, report: Callable[[str], None] = print)
 
 
 def _topic(sns: Any, name: str, report: Callable[[str], None]) -> None:
-    """The alerts topic (README "Alerts"); creating an existing topic returns it."""
+    """The alerts topic (docs/alerts.md); creating an existing topic returns it."""
     arn = sns.create_topic(Name=name)["TopicArn"]
     report(f"topic {name}: ready ({arn})")
 

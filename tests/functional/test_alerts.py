@@ -22,7 +22,6 @@ from contract.table import analytics_table_spec
 
 START = datetime(2026, 11, 24, 17, 52, 20, tzinfo=UTC)
 MINUTE = "MINUTE#2026-11-24T17:52"
-ALICE = ("USER#alice@example.com", MINUTE)
 RULES = AlertRules(resolve_grace_seconds=30)
 
 
@@ -87,7 +86,9 @@ def stack(aws_env: dict[str, str]) -> Iterator[Stack]:
 
 
 def flush(*, calls: int, window: str = MINUTE) -> dict[tuple[str, str], dict[str, Any]]:
-    return {("USER#alice@example.com", window): {"calls": calls}}
+    """What a flush returns of alice's hour item, with `calls` in the minute `window`."""
+    hour, minute = window.removeprefix("MINUTE#").split(":")
+    return {("USER#alice@example.com", f"HOUR#{hour}"): {f"c{minute}": calls}}
 
 
 def test_two_workers_and_replays_send_one_firing_and_one_resolved(stack: Stack) -> None:

@@ -544,6 +544,30 @@ def test_usage_of_everyone_by_hour_minute_and_month(store: Store, capsys: pytest
     assert months["buckets"][1]["activeUsers"] == len(expected_export(store.events, "2026-11"))
 
 
+def test_a_users_minutes_come_from_its_hour_items_and_earlier_minute_items(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A user's minutes are counters of its hour item (issue 17); a minute item the earlier layout
+    wrote (it lives 7 days) still counts, in `usage --user --by minute` and in the top users."""
+    labels = ["2026-11-30T23:58", "2026-11-30T23:59", "2026-12-01T00:00"]
+    window = ("--by", "minute", "--from", "2026-11-30T23:58Z", "--to", "2026-12-01T00:01Z")
+    mine = [d for d in store.events if owner(d) == BOB]
+    expected = expected_series(mine, lambda t: f"{t:%Y-%m-%dT%H:%M}", labels)
+    assert _usage(store, capsys, "--user", BOB, *window)["buckets"] == expected
+    in_window = counts([d for d in mine if f"{utc(d):%Y-%m-%dT%H:%M}" in labels])["calls"]
+    assert in_window == 2
+    key = {"pk": {"S": f"USER#{BOB}"}, "sk": {"S": "MINUTE#2026-11-30T23:58"}}
+    earlier = key | {"calls": {"N": "4"}, "bucket": key["sk"]}
+    store.client.put_item(TableName=store.settings.analytics_table, Item=earlier)
+    try:
+        expected[0]["calls"] += 4
+        assert _usage(store, capsys, "--user", BOB, *window)["buckets"] == expected
+        top = {row.pop("user"): row for row in _usage(store, capsys, *window)["users"]}
+        assert top[BOB]["calls"] == 4 + in_window
+    finally:
+        store.client.delete_item(TableName=store.settings.analytics_table, Key=key)
+
+
 def test_usage_last_is_the_buckets_ending_with_the_current_one(store: Store) -> None:
     """`--last 15m` is 15 minutes, the current one last; `--last 3d --by day` three days, today last."""
     report = build_report(store.table, UsageOptions(by="minute", last="15m"), NOW)

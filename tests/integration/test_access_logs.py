@@ -73,7 +73,7 @@ def put_lines(stack: Stack, lines: list[dict[str, str]]) -> None:
 
 
 def expected_endpoints(lines: list[dict[str, str]]) -> dict[tuple[str, str], Counter[str]]:
-    """Every counter of every ENDPOINT item, from the lines alone (README "Analytics table")."""
+    """Every counter of every ENDPOINT item, from the lines alone (docs/table.md)."""
     items: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     for f in lines:
         at = datetime.fromtimestamp(int(f["requestTimeEpoch"]) / 1000, UTC)

@@ -41,7 +41,7 @@ def make_events(count: int, seed: int) -> list[dict[str, Any]]:
 
 
 def expected_items(events: list[dict[str, Any]]) -> dict[tuple[str, str], Counter[str]]:
-    """Ground truth for every counter of every contract item (README "Analytics table"), computed
+    """Ground truth for every counter of every contract item (docs/table.md), computed
     from the events alone, independently of the consumer's code."""
     items: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     active: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -60,8 +60,9 @@ def expected_items(events: list[dict[str, Any]]) -> dict[tuple[str, str], Counte
             items[(f"KEY#{e['apiKeyId']}", hour)][reason] += 1
         if e["userEmail"]:
             user = f"USER#{e['userEmail']}"
-            keys += [(user, sk) for sk in ("TOTAL", minute, hour, day, month)]
-            items[(user, hour)].update([method, endpoint])
+            keys += [(user, sk) for sk in ("TOTAL", hour, day, month)]
+            # its minutes: counters of its hour item, `c07` the calls of minute 07, `a07`, `r07`
+            items[(user, hour)].update([method, endpoint, f"{field[0]}{stamp[14:16]}"])
             for sk in (hour, day, month):
                 active[("GLOBAL", sk)].add(user)
         for key in keys:

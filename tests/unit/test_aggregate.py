@@ -12,7 +12,7 @@ from consumer.core.archive import pack, unpack
 from consumer.core.events import decode_event
 from consumer.core.routes import Routes
 from consumer.testing import access_log_line, event
-from contract.table import KEYS_TRIED, USERS_SEEN, expiry
+from contract.table import KEYS_TRIED, USERS_SEEN, expiry, user_minutes
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 ALICE = "USER#alice@example.com"
@@ -27,21 +27,33 @@ def _aggregate(*payloads: dict[str, object], routes: Routes | None = None) -> Ag
 
 
 def test_one_call_touches_every_rollup_of_its_user_the_globals_and_its_ip() -> None:
-    """A known user's call counts in all-time, minute, hour, day, month, global and IP items."""
+    """A known user's call counts in all-time, hour (with its minute), day, month, global and IP items."""
     items = _aggregate(event()).items
-    buckets = {"MINUTE#2026-11-24T17:52", "HOUR#2026-11-24T17", "DAY#2026-11-24", "MONTH#2026-11"}
+    buckets = {"HOUR#2026-11-24T17", "DAY#2026-11-24", "MONTH#2026-11"}
     assert set(items) == (
         {(ALICE, "TOTAL")}
         | {(ALICE, sk) for sk in buckets}
-        | {("GLOBAL", sk) for sk in buckets}
+        | {("GLOBAL", sk) for sk in buckets | {"MINUTE#2026-11-24T17:52"}}
         | {("IP#203.0.113.7", "HOUR#2026-11-24T17")}
     )
     assert all(update.adds["calls"] == 1 for update in items.values())
+    assert items[(ALICE, "HOUR#2026-11-24T17")].adds["c52"] == 1  # no item per user and minute
     assert [key for key, update in items.items() if update.active] == [
         (ALICE, "HOUR#2026-11-24T17"),
         (ALICE, "DAY#2026-11-24"),
         (ALICE, "MONTH#2026-11"),
     ]
+
+
+def test_a_users_minutes_are_counters_of_its_hour_item() -> None:
+    """`c07`, `a07`, `r07` (contract.table.minute_counter): read back by `user_minutes`."""
+    at = datetime(2026, 11, 24, 17, 7, 30, tzinfo=UTC)
+    events = [event(at=at), event(at=at), event("API_RATE_LIMITED", at=at, reason="RATE_LIMIT_SECOND")]
+    events.append(event(at=at + timedelta(minutes=52)))  # 17:59
+    adds = _aggregate(*events).items[(ALICE, "HOUR#2026-11-24T17")].adds
+    assert (adds["c07"], adds["r07"], adds["c59"], adds["calls"], adds["rateLimited"]) == (2, 1, 1, 3, 1)
+    assert user_minutes(adds) == {7: {"calls": 2, "rateLimited": 1}, 59: {"calls": 1}}
+    assert user_minutes({"calls": 3, "c5": 1, "cab": 2, "x07": 1, "e_GET /c07": 4}) == {}
 
 
 def test_unknown_user_counts_only_in_global_and_ip() -> None:

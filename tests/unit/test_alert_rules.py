@@ -22,18 +22,28 @@ def rules_of(
 @pytest.mark.parametrize(
     ("items", "breaks"),
     [
-        ({(ALICE, MINUTE): {"calls": 1000}}, False),
-        ({(ALICE, MINUTE): {"calls": 1001}}, True),
+        ({(ALICE, HOUR): {"calls": 1000, "c52": 1000}}, False),
+        ({(ALICE, HOUR): {"calls": 1001, "c52": 1001}}, True),
     ],
 )
 def test_user_calls_per_minute_is_over_the_threshold(items: dict[Any, Any], breaks: bool) -> None:
+    """A user's minutes are counters of its hour item (`c52`: the calls of minute 52)."""
     assert (("USER_CALLS_PER_MINUTE", "alice@example.com") in rules_of(items)) is breaks
+
+
+def test_each_minute_of_a_users_hour_is_judged_and_named_as_its_window() -> None:
+    items = {(ALICE, HOUR): {"calls": 3500, "c05": 1500, "c06": 999, "c52": 1001, "a52": 5000}}
+    found = [(b.window, b.value) for b in AlertRules().breaches(items) if b.rule == "USER_CALLS_PER_MINUTE"]
+    assert sorted(found) == [("MINUTE#2026-11-24T17:05", 1500), ("MINUTE#2026-11-24T17:52", 1001)]
+    assert [(b.window, b.value) for b in worst(AlertRules().breaches(items))] == [
+        ("MINUTE#2026-11-24T17:52", 1001)  # an episode shows the latest minute
+    ]
 
 
 @pytest.mark.parametrize(("calls", "breaks"), [(89, False), (90, True)])
 def test_plan_minute_allowance_reads_the_plan_of_the_users_total(calls: int, breaks: bool) -> None:
     """free allows 100 calls a minute: 90 % is 90 calls."""
-    items = {(ALICE, MINUTE): {"calls": calls}, (ALICE, "TOTAL"): {"calls": 5000, "plan": "free"}}
+    items = {(ALICE, HOUR): {"c52": calls}, (ALICE, "TOTAL"): {"calls": 5000, "plan": "free"}}
     assert (("PLAN_MINUTE_ALLOWANCE", "alice@example.com") in rules_of(items)) is breaks
 
 
@@ -89,7 +99,7 @@ def test_a_rule_set_to_null_is_off_and_unknown_settings_are_refused() -> None:
     rules = AlertRules.from_mapping(
         {"user_calls_per_minute": None, "suspicion": {"auth_failures_per_hour": 3}}
     )
-    assert not rules_of({(ALICE, MINUTE): {"calls": 10**6}}, rules)
+    assert not rules_of({(ALICE, HOUR): {"c52": 10**6}}, rules)
     with pytest.raises(ValueError, match="unknown alert rule settings: calls"):
         AlertRules.from_mapping({"calls": 5})
     with pytest.raises(ValueError, match="resolve_grace_seconds"):
