@@ -13,7 +13,7 @@ from typing import Literal, NotRequired, TypedDict
 
 VERSION = 1
 MAX_EVENT_BYTES = 16 * 1024
-# Fields that become item keys stay within DynamoDB's 1,024 bytes for the `by-bucket` index's sort
+# Fields that become item keys stay within DynamoDB's 1,024 bytes for the bucket index's sort
 # key: an oversized key would fail every retry of its flush.
 MAX_EMAIL_CHARS = 254  # RFC 5321's path limit
 MAX_SOURCE_IP_CHARS = 64

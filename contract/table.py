@@ -24,7 +24,13 @@ MINUTE_PREFIX = "MINUTE#"
 HOUR_PREFIX = "HOUR#"
 DAY_PREFIX = "DAY#"
 MONTH_PREFIX = "MONTH#"
-BUCKET_INDEX = "by-bucket"
+# Lists every item of one bucket by key only: an entry is written when an item is created, not on
+# each of its updates (an index projecting ALL attributes doubled every counter write). Readers fetch
+# the items it lists (`contract.reads.of_bucket`).
+BUCKET_INDEX = "by-bucket-keys"
+# Tables created before the keys-only index project ALL into this one; readers fall back to it while
+# the new index is missing or backfilling (docs/deploy.md, "Upgrading the analytics table's index").
+LEGACY_BUCKET_INDEX = "by-bucket"
 BUCKET = "bucket"  # the index's partition key: the item's sort key, on bucket items only
 EXPIRES_AT = "expiresAt"  # the table's TTL attribute (epoch seconds)
 FIRST_SEEN, LAST_SEEN = "firstSeen", "lastSeen"
@@ -216,15 +222,18 @@ def analytics_table_spec(table_name: str) -> dict[str, Any]:
             {"AttributeName": "pk", "KeyType": "HASH"},
             {"AttributeName": "sk", "KeyType": "RANGE"},
         ],
-        "GlobalSecondaryIndexes": [
-            {
-                "IndexName": BUCKET_INDEX,
-                "KeySchema": [
-                    {"AttributeName": BUCKET, "KeyType": "HASH"},
-                    {"AttributeName": "pk", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
+        "GlobalSecondaryIndexes": [bucket_index(BUCKET_INDEX, "KEYS_ONLY")],
         "SSESpecification": {"Enabled": True},
+    }
+
+
+def bucket_index(name: str, projection: str) -> dict[str, Any]:
+    """A by-bucket index: every item of one bucket, by pk. `LEGACY_BUCKET_INDEX` projects "ALL"."""
+    return {
+        "IndexName": name,
+        "KeySchema": [
+            {"AttributeName": BUCKET, "KeyType": "HASH"},
+            {"AttributeName": "pk", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": projection},
     }

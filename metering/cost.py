@@ -337,13 +337,13 @@ def created_per_second(t: Traffic) -> dict[str, float]:
     return created
 
 
-def writes_per_event(t: Traffic, projection: Projection = "all") -> WriteEstimate:
+def writes_per_event(t: Traffic, projection: Projection = "keys-only") -> WriteEstimate:
     """Write requests and billed write units per usage event (the KCL's own writes apart).
 
     Items are under 1 KB (`MEASURED_ITEM_BYTES`) but archive pages (`page_units`). The by-bucket
-    index projects ALL attributes, so it writes every bucket item again; a keys-only index would
-    write an item only when it is created (an update changing no projected attribute writes no
-    index entry).
+    index is keys-only: it writes an entry when an item is created (an update changing no
+    projected attribute writes no index entry); "all" prices the index tables created before it
+    had, which wrote every bucket item again.
     """
     per_flush = t.shards / (t.events_per_second * t.flush_interval_seconds)
     requests = {kind: n * per_flush for kind, n in writes_per_flush(t).items()}
@@ -384,7 +384,7 @@ def items_kept(t: Traffic) -> dict[str, float]:
     return kept
 
 
-def storage_gb(t: Traffic, projection: Projection = "all") -> float:
+def storage_gb(t: Traffic, projection: Projection = "keys-only") -> float:
     """The table's and the index's billed bytes (each item and index entry plus 100 bytes)."""
     kept = items_kept(t)
     pages_per_event = writes_per_event(t).requests_by_kind.get("ARCHIVE page", 1.0)
@@ -441,7 +441,7 @@ class CostInputs:
     kcl_lease_assignment_seconds: float = 5.0  # properties: leaseAssignmentIntervalMillis
     # DynamoDB
     writes_per_1000_events: float | None = None  # None: `writes_per_event`; a figure overrides it
-    index_projection: Projection = "all"  # contract.table.analytics_table_spec
+    index_projection: Projection = "keys-only"  # contract.table.analytics_table_spec
     archive: bool = True  # the raw-event archive (90 days)
     analytics_reads_per_month: int = 1_000_000  # PLACEHOLDER: `metering usage`, exports, GET /v1/usage
     key_cache_seconds: float = 30.0  # KEY_CACHE_TTL_SECONDS
@@ -729,11 +729,13 @@ def consumer_dynamodb_lines(i: CostInputs, p: PriceTable) -> list[Line]:
         ),
     ]
     if index:
-        projection = "ALL" if i.index_projection == "all" else "KEYS_ONLY"
+        name, projection = (
+            ("by-bucket", "ALL") if i.index_projection == "all" else ("by-bucket-keys", "KEYS_ONLY")
+        )
         lines.append(
             Line(
                 "DynamoDB",
-                f"by-bucket index writes ({projection}: {index * 1000:,.0f} per 1,000 events)",
+                f"{name} index writes ({projection}: {index * 1000:,.0f} per 1,000 events)",
                 i.calls_per_month * index / 1e6,
                 p.dynamodb_writes,
             )

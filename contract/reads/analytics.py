@@ -14,6 +14,9 @@ a Scan:
 | `ip_hours` / `key_refusals` | `IP#` / `KEY#` hour items | one index query per hour |
 | `security` | the four above | three index queries per hour, one key query |
 
+The index holds keys only: each index query is followed by a BatchGetItem per 100 items it lists
+(`contract.reads.of_bucket`).
+
 Items are whole minutes or hours: a window reads every bucket it touches, and each result's
 `Coverage` says which span that was (`read_from`, `read_to`). Quantiles are not computed here
 (DDSketch is not standard library): latency histograms come back as their bucket counts, merged by
@@ -34,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from contract.events import EventType
-from contract.reads import Table, counters_with, hours
+from contract.reads import Table, counters_with, hours, of_bucket
 from contract.table import (
     COUNTER_OF,
     ENDPOINT_PREFIX,
@@ -448,7 +451,7 @@ def security(table: Table, start: datetime, end: datetime) -> SecurityReport:
 
 def _of_buckets(table: Table, buckets: Iterable[str], pk_prefix: str) -> Iterator[dict[str, Any]]:
     for bucket in buckets:
-        yield from table.of_bucket(bucket, pk_prefix)
+        yield from of_bucket(table, bucket, pk_prefix)
 
 
 def _global_hours(table: Table, window: Coverage) -> Iterator[dict[str, Any]]:

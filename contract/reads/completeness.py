@@ -14,7 +14,8 @@ endpoint:
   no line: their lines are not delivered yet (or CloudWatch Logs lost them). An hour's total adds
   the two signs apart (`HourTotal`), so one never hides the other.
 
-Standard library only, key and index queries only, like the other reads.
+Standard library only, key and index queries only (each index query followed by a BatchGetItem
+of the items it lists), like the other reads.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from contract.reads import Table, counters_with, hours
+from contract.reads import Table, counters_with, hours, of_bucket
 from contract.table import (
     ENDPOINT_PREFIX,
     GLOBAL,
@@ -140,7 +141,7 @@ def reconcile(table: Table, start: datetime, end: datetime, *, endpoint: str | N
         logged = table.between(endpoint_pk(endpoint), first, last)
         metered = {key: count for key, count in metered.items() if key[1] == endpoint}
     else:
-        logged = (item for at in window for item in table.of_bucket(hour_sk(at), ENDPOINT_PREFIX))
+        logged = (item for at in window for item in of_bucket(table, hour_sk(at), ENDPOINT_PREFIX))
     lines = {(item["sk"], item["pk"].removeprefix(ENDPOINT_PREFIX)): item for item in logged}
     rows = [
         _row(key, lines.get(key, {}), metered.get(key, 0)) for key in sorted(lines.keys() | metered.keys())

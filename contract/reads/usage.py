@@ -9,8 +9,8 @@ Standard library only, like `contract.reads`: each function takes a `Table` and 
 | `user_total` | `USER#e` / `TOTAL` | one key read |
 | `usage_buckets` | one pk's `MINUTE#`, `HOUR#`, `DAY#` or `MONTH#` items of a window | one key query (**) |
 | `week_pattern` | one pk's `HOUR#` items of the last 168 hours | one key query |
-| `users_by_bucket` | every user's items of some buckets (`by-bucket` index) | a query per bucket (**) |
-| `month_export` | a month's users (`by-bucket` index), GLOBAL's month item | one index query, one read (*) |
+| `users_by_bucket` | every user's items of some buckets (the bucket index) | a query per bucket (**) (***) |
+| `month_export` | a month's users (bucket index), GLOBAL's month item | one index query, one read (*) (***) |
 | `archived_events` | `ARCHIVE#USER#e` or `ARCHIVE#IP#ip` pages over the window's hours | one key query |
 | `usage_summary` | a user's month item and the month's day items | one key read, one key query |
 
@@ -22,8 +22,9 @@ current one), a week's picture rather than an average over many weeks.
 (*) plus, for month items written before they carried `firstSeen`/`lastSeen`, the archive (below).
 (**) a user's minutes are counters of its hour item (`contract.table.minute_counter`): one more
 query, of the hours, adds them to the minute items written before that layout, until those expire.
+(***) the index holds keys only: then a BatchGetItem per 100 items (`contract.reads.of_bucket`).
 
-Reads through the `by-bucket` index are eventually consistent: `month_export` compares the users it
+Reads through the bucket index are eventually consistent: `month_export` compares the users it
 lists with the GLOBAL month item's exact `activeUsers` and says when they differ.
 """
 
@@ -39,7 +40,7 @@ from typing import Any
 
 from contract.events import EventType, format_timestamp
 from contract.plans import PLANS, Plan
-from contract.reads import Table
+from contract.reads import Table, of_bucket
 from contract.table import (
     ACTIVE_USERS,
     ARCHIVE_RETENTION,
@@ -254,12 +255,12 @@ def users_by_bucket(table: Table, granularity: Granularity, starts: Iterable[dat
 
     starts = list(starts)
     for at in starts:
-        for item in table.of_bucket(granularity.sk(at), USER_PREFIX):  # minutes: items written before
+        for item in of_bucket(table, granularity.sk(at), USER_PREFIX):  # minutes: items written before
             add(item)
     if granularity is MINUTE:
         wanted = {MINUTE.sk(at) for at in starts}
         for hour in sorted({HOUR.sk(at) for at in starts}):
-            for item in table.of_bucket(hour, USER_PREFIX):
+            for item in of_bucket(table, hour, USER_PREFIX):
                 found = _minutes_of([item])
                 for sk in wanted & found.keys():
                     add({"pk": item["pk"], **found[sk]})
@@ -379,7 +380,7 @@ def month_export(table: Table, month: str) -> MonthExport:
     """
     start = month_start(month)
     sk = MONTH.sk(start)
-    items = sorted(table.of_bucket(sk, USER_PREFIX), key=lambda item: str(item["pk"]))
+    items = sorted(of_bucket(table, sk, USER_PREFIX), key=lambda item: str(item["pk"]))
     rows = tuple(_month_row(table, start, item) for item in items)
     total = table.item(GLOBAL, sk)
     active = total.get(ACTIVE_USERS) if total else None

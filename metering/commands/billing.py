@@ -231,7 +231,7 @@ def build_export(table: Table, month: str, file_format: str, now: datetime) -> t
         export = month_export(table, month)
     if not export.complete:
         raise CommandError(
-            f"{month}: the by-bucket index lists {len(export.rows):,} users, the GLOBAL month item counts "
+            f"{month}: the bucket index lists {len(export.rows):,} users, the GLOBAL month item counts "
             f"{export.active_users:,}: the index is catching up; run the export again"
         )
     warnings = []

@@ -65,7 +65,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--architecture", choices=tuple(_ARCHITECTURES), help="Fargate CPU")
     parser.add_argument("--metrics", choices=("api", "emf"), help="the consumer's CLOUDWATCH_METRICS")
     parser.add_argument("--kcl-metrics", choices=("SUMMARY", "NONE"), help="the KCL daemon's metricsLevel")
-    parser.add_argument("--index-projection", choices=("all", "keys-only"), help="the by-bucket index's")
+    parser.add_argument(
+        "--index-projection",
+        choices=("all", "keys-only"),
+        help="the by-bucket index: keys-only; all: tables from before",
+    )
     parser.add_argument("--writes-per-1000-events", type=float, help="replace the write model by a figure")
     parser.add_argument("--json", action="store_true", help="print the same as one JSON document")
     parser.set_defaults(handler=cost_command)

@@ -16,7 +16,9 @@
 Each stack goes through a change set shown as a table before it is executed. `--yes` executes
 without asking; without a terminal to ask on, the command refuses unless `--yes` is given. A
 parameter the command line does not set keeps the stack's previous value (the template's default
-on creation); `--parameter consumer.LogLevel=DEBUG` sets any other.
+on creation); `--parameter consumer.LogLevel=DEBUG` sets any other. `KeepLegacyBucketIndex` follows
+the analytics table: a table from before the keys-only index keeps its old index until the new one
+is active, so such a stack moves in two deploys.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from consumer import aws
 from consumer.settings import ConsumerSettings
 from contract.aws import aws_error_code
 from contract.environment import environment_name
+from contract.table import BUCKET_INDEX, LEGACY_BUCKET_INDEX
 from metering.commands.provision import STREAM_SHARDS
 from metering.errors import CommandError, usage_error
 
@@ -87,6 +90,10 @@ class LiveStream:
     open_shards: int
 
 
+# The analytics table's indexes as they are now, by name: CREATING, ACTIVE, ...; None: no table yet.
+LiveIndexes = dict[str, str] | None
+
+
 @dataclass(frozen=True)
 class Options:
     environment: str
@@ -110,10 +117,11 @@ class Clients:
     cloudformation: Any
     s3: Any
     kinesis: Any
+    dynamodb: Any
 
     @classmethod
     def for_region(cls, region: str) -> Clients:
-        return cls(*(aws.client(name, region) for name in ("cloudformation", "s3", "kinesis")))
+        return cls(*(aws.client(name, region) for name in ("cloudformation", "s3", "kinesis", "dynamodb")))
 
 
 # Asked before a change set is executed, with the stack's plan and the change set (DescribeChangeSet).
@@ -224,7 +232,7 @@ def deploy(
     with _translated("deploy"):
         cfn = clients.cloudformation
         existing = {key: describe_stack(cfn, stack_name(key, options.environment)) for key in STACKS}
-        consumer, bucket = _preflight(options, clients.kinesis, existing)
+        consumer, bucket = _preflight(options, clients, existing)
         run = _Run(options, clients, bucket, approve, console)
         code_key = upload_authorizer(clients.s3, bucket, console)
         outputs: dict[str, dict[str, str]] = {}
@@ -240,15 +248,16 @@ def deploy(
 
 
 def _preflight(
-    options: Options, kinesis: Any, existing: dict[str, Existing | None]
+    options: Options, clients: Clients, existing: dict[str, Existing | None]
 ) -> tuple[dict[str, Param] | None, str]:
     """The consumer stack's parameters (None with the analytics off) and the code bucket, or why not."""
     for key in STACKS if options.analytics else ("api",):
         _check_status(stack_name(key, options.environment), existing[key])
     consumer = None
     if options.analytics:
-        live = _live_stream(kinesis, existing["consumer"])
-        consumer = consumer_parameters(options, _previous(existing["consumer"]), live)
+        live = _live_stream(clients.kinesis, existing["consumer"])
+        indexes = _live_indexes(clients.dynamodb, existing["consumer"])
+        consumer = consumer_parameters(options, _previous(existing["consumer"]), live, indexes)
     bucket = options.code_bucket or _previous(existing["api"]).get("CodeBucket")
     if not bucket:
         raise usage_error("--code-bucket is needed: the API stack does not exist yet")
@@ -270,9 +279,10 @@ def _note_left_in_place(console: Console, environment: str, existing: dict[str, 
 
 
 def consumer_parameters(
-    options: Options, previous: dict[str, str], live: LiveStream | None
+    options: Options, previous: dict[str, str], live: LiveStream | None, indexes: LiveIndexes = None
 ) -> dict[str, Param]:
-    """ecs/consumer.yaml's parameters: the stream's mode and shards, the task bounds, the network."""
+    """ecs/consumer.yaml's parameters: the stream's mode and shards, the task bounds, the network,
+    and whether the table keeps the index it had before the keys-only one."""
     mode = options.stream_mode or previous.get("StreamMode") or (live.mode if live else "PROVISIONED")
     shard_count, shards = _shard_count(options, mode, previous, live)
     min_tasks = options.min_tasks or int(previous.get("MinTasks", DEFAULT_MIN_TASKS))
@@ -291,7 +301,23 @@ def consumer_parameters(
             str(max_tasks), "--max-tasks" if options.max_tasks else f"one task per shard ({shards})"
         ),
         "CpuArchitecture": Param(options.cpu_architecture, "--cpu-architecture"),
+        "KeepLegacyBucketIndex": _legacy_index(indexes, previous),
     }
+
+
+def _legacy_index(indexes: LiveIndexes, previous: dict[str, str]) -> Param:
+    """Tables created before the keys-only index move to it in two updates, as CloudFormation adds
+    or removes one index per update: the first adds it beside the old one (with the image that reads
+    it), the next, once it is active, removes the old one. Each `metering deploy` takes the step the
+    table is ready for; the old index goes only after a deploy of this stack kept it."""
+    if indexes is None or LEGACY_BUCKET_INDEX not in indexes:
+        return Param("false", f"the table's index is {BUCKET_INDEX}")
+    if indexes.get(BUCKET_INDEX) == "ACTIVE" and previous.get("KeepLegacyBucketIndex") == "true":
+        return Param("false", f"{BUCKET_INDEX} is active: {LEGACY_BUCKET_INDEX} is removed")
+    state = indexes.get(BUCKET_INDEX, "added now")
+    return Param(
+        "true", f"{LEGACY_BUCKET_INDEX} stays while {BUCKET_INDEX} is {state.lower()}: deploy again after"
+    )
 
 
 def _shard_count(
@@ -435,6 +461,15 @@ def describe_stack(cfn: Any, name: str) -> Existing | None:
 
 def _previous(existing: Existing | None) -> dict[str, str]:
     return {} if existing is None or existing.reviewing else existing.parameters
+
+
+def _live_indexes(dynamodb: Any, consumer: Existing | None) -> LiveIndexes:
+    """The consumer stack's analytics table's indexes and their states, if the stack has a table."""
+    name = consumer.outputs.get("AnalyticsTableName") if consumer else None
+    if not name:
+        return None
+    table = dynamodb.describe_table(TableName=name)["Table"]
+    return {index["IndexName"]: index["IndexStatus"] for index in table.get("GlobalSecondaryIndexes", [])}
 
 
 def _live_stream(kinesis: Any, consumer: Existing | None) -> LiveStream | None:

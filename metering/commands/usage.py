@@ -1,9 +1,10 @@
 """`metering usage`: counts from the analytics table by minute, hour, day or month, as readable tables.
 
-Without `--user`: the GLOBAL items of the window and the top users (the `by-bucket` index, one query
-per bucket). With `--user`: the user's all-time total (first and last seen, plan), the user's own
-items of the window, and a 7 x 24 weekday/hour heatmap of the last 168 hours (hour items live 7
-days). `--json` prints the same as one JSON document. Every read is `contract.reads.usage`'s.
+Without `--user`: the GLOBAL items of the window and the top users (the bucket index, one query
+per bucket, then the items it lists). With `--user`: the user's all-time total (first and last
+seen, plan), the user's own items of the window, and a 7 x 24 weekday/hour heatmap of the last 168
+hours (hour items live 7 days). `--json` prints the same as one JSON document. Every read is
+`contract.reads.usage`'s.
 
 Windows: `--last 15m` (the default for minutes; 24h, 30d and 365d for hours, days and months) is the
 buckets ending with the current one; `--from T [--to T]` the buckets [from, to) touches, whole.

@@ -138,6 +138,7 @@ def test_a_new_provisioned_stream_bounds_the_tasks_by_its_shards() -> None:
         "MinTasks": "2",
         "MaxTasks": "2",
         "CpuArchitecture": None,
+        "KeepLegacyBucketIndex": "false",
     }
     four = _values(consumer_parameters(Options(**{**NEW.__dict__, "shards": 4}), {}, None))
     assert (four["ShardCount"], four["MaxTasks"]) == ("4", "4")
@@ -145,6 +146,33 @@ def test_a_new_provisioned_stream_bounds_the_tasks_by_its_shards() -> None:
         consumer_parameters(Options(**{**NEW.__dict__, "shards": 4, "max_tasks": 5}), {}, None)
     with pytest.raises(CommandError, match="below the minimum"):
         consumer_parameters(Options(**{**NEW.__dict__, "min_tasks": 3, "max_tasks": 2}), {}, None)
+
+
+KEPT = {"KeepLegacyBucketIndex": "true"}  # a deploy of this stack kept the old index
+
+
+@pytest.mark.parametrize(
+    ("indexes", "previous", "keep"),
+    [
+        (None, {}, "false"),  # a new stack: the keys-only index alone
+        ({"by-bucket-keys": "ACTIVE"}, KEPT, "false"),
+        ({"by-bucket": "ACTIVE"}, {}, "true"),  # a table from before: first add the new index
+        ({"by-bucket": "ACTIVE", "by-bucket-keys": "CREATING"}, KEPT, "true"),  # still backfilling
+        ({"by-bucket": "ACTIVE", "by-bucket-keys": "ACTIVE"}, KEPT, "false"),  # then remove the old one
+        # Both, but no deploy kept the old one (an index added by hand, an update rolled back): keep
+        # it, so that this update changes no index and the next removes it.
+        ({"by-bucket": "ACTIVE", "by-bucket-keys": "ACTIVE"}, {}, "true"),
+    ],
+)
+def test_a_table_from_before_the_keys_only_index_moves_in_two_deploys(
+    indexes: dict[str, str] | None, previous: dict[str, str], keep: str
+) -> None:
+    """CloudFormation adds or removes one index per update: each deploy takes the step the table
+    is ready for."""
+    planned = consumer_parameters(NEW, previous, None, indexes)["KeepLegacyBucketIndex"]
+    assert planned.value == keep
+    if keep == "true":
+        assert "deploy again" in planned.source
 
 
 def test_one_shard_keeps_a_standby_task() -> None:

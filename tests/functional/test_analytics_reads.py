@@ -270,7 +270,7 @@ def guard(world: World) -> Iterator[GuardedClient]:
     world.guard.calls.clear()
     yield world.guard
     assert world.guard.scans == [], "no read may Scan"
-    assert set(world.guard.calls) <= {"Query", "GetItem"}, world.guard.calls
+    assert set(world.guard.calls) <= {"Query", "GetItem", "BatchGetItem"}, world.guard.calls
 
 
 # --- ground truth: what each read must say -----------------------------------------------------------
@@ -388,24 +388,26 @@ WINDOW = ("--from", "2026-11-24T10:20:00Z", "--to", "2026-11-24T13:10:00Z")
 def test_latency_over_hours_equals_ground_truth(
     world: World, guard: GuardedClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A window of 2 h or more reads ENDPOINT hour items: one index query per hour it touches."""
+    """A window of 2 h or more reads ENDPOINT hour items: one index query per hour it touches,
+    then its items (a BatchGetItem per 100)."""
     expected = _expected_latency(world, HOURS_FROM, HOURS_TO)
     assert _json(capsys, "latency", *WINDOW) == {
         "window": _window(START, END, HOUR, HOURS_FROM, HOURS_TO, 4),
         **expected,
     }
-    assert guard.calls == {"Query": 4}
+    assert guard.calls == {"Query": 4, "BatchGetItem": 4}
 
 
 def test_latency_under_two_hours_reads_minutes(
     world: World, guard: GuardedClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A shorter window reads minute items, cut to the minute: one index query per minute it touches."""
+    """A shorter window reads minute items, cut to the minute: one index query per minute it
+    touches, then its items."""
     start, end = _at(11, 30, 30), _at(12, 15, 10)
     expected = _expected_latency(world, _at(11, 30), _at(12, 16))
     document = _json(capsys, "latency", "--from", "2026-11-24T11:30:30Z", "--to", "2026-11-24T12:15:10Z")
     assert document == {"window": _window(start, end, MINUTE, _at(11, 30), _at(12, 16), 46), **expected}
-    assert guard.calls == {"Query": 46}
+    assert guard.calls == {"Query": 46, "BatchGetItem": 35}  # minutes without traffic list no items
 
 
 def test_latency_of_one_endpoint_is_one_key_query(
@@ -455,7 +457,7 @@ def test_endpoint_stats_merge_the_histograms_exactly(world: World, guard: Guarde
     ]
     assert minutes.coverage.read_from == START and minutes.coverage.read_to == END
     assert (minutes.overall.responses, minutes.overall.latency_sum_ms) == (len(exact), sum(exact))
-    assert guard.calls == {"Query": 4 + 1}  # an index query per hour, then one key query
+    assert guard.calls == {"Query": 4 + 1, "BatchGetItem": 4}  # an index query per hour, then one key query
 
 
 def test_an_empty_window_of_data_reads_as_no_responses(
@@ -524,7 +526,7 @@ def test_top_users_equal_ground_truth(
         "count": len(users),
         "top": users[:3],
     }
-    assert guard.calls == {"Query": 4}
+    assert guard.calls == {"Query": 4, "BatchGetItem": 4}
     read = user_usage(world.table, START, END).users
     assert [(u.email, u.calls, u.auth_failures, u.rate_limited) for u in read] == [
         (u["email"], u["calls"], u["auth_failures"], u["rate_limited"]) for u in users
@@ -649,7 +651,7 @@ def test_security_equals_ground_truth(
         "rate_limited_per_hour": 100,
     }
     assert not {row["ip"] for row in document["suspicious_ips"]} & set(UNMARKED)
-    assert guard.calls == {"Query": 3 * 4 + 1}
+    assert guard.calls == {"Query": 3 * 4 + 1, "BatchGetItem": 3 * 4}
 
 
 def test_security_reads_rules_from_a_file(
@@ -838,7 +840,7 @@ def test_reconcile_sets_each_hour_and_endpoint_of_the_lines_against_the_events(
         assert row.unmetered == counts["requests"] - sum(before.values()) - counts["metered"]
     assert sum(t.requests for t in found.totals) == len(world.lines)
     assert sum(t.metered for t in found.totals) == len(world.events)
-    assert guard.calls == Counter({"Query": len(found.hours) + 1})
+    assert guard.calls == Counter({"Query": len(found.hours) + 1, "BatchGetItem": len(found.hours)})
 
     one = reconcile(world.table, start, end, endpoint="GET /items/{id}")
     assert one.rows == tuple(row for row in found.rows if row.endpoint == "GET /items/{id}")

@@ -47,7 +47,7 @@ ADA, BOB, CAROL = "ada@example.com", "bob@example.com", "carol@example.com"
 KEYLESS_IP = "198.51.100.9"
 TYPES = ("API_CALL", "API_AUTH_FAILED", "API_RATE_LIMITED")
 COUNTER = {"API_CALL": "calls", "API_AUTH_FAILED": "authFailures", "API_RATE_LIMITED": "rateLimited"}
-READS = frozenset({"get_item", "query"})
+READS = frozenset({"get_item", "query", "batch_get_item"})
 
 
 # -- the writer's side -----------------------------------------------------------------------------

@@ -94,7 +94,10 @@ class Reviewer:
 @pytest.fixture
 def clients() -> Clients:
     return Clients(
-        MotoCloudFormation(boto3.client("cloudformation")), boto3.client("s3"), boto3.client("kinesis")
+        MotoCloudFormation(boto3.client("cloudformation")),
+        boto3.client("s3"),
+        boto3.client("kinesis"),
+        boto3.client("dynamodb"),
     )
 
 
