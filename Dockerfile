@@ -17,6 +17,7 @@ COPY bin/uv-requirements.txt bin/
 RUN python -m pip install --require-hashes --no-deps -r bin/uv-requirements.txt
 COPY pyproject.toml uv.lock ./
 COPY contract/ contract/
+COPY reads/ reads/
 COPY authorizer/ authorizer/
 COPY consumer/ consumer/
 COPY metering/ metering/

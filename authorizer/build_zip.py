@@ -1,11 +1,12 @@
 """Build the Lambda deployment zip: `python -m authorizer.build_zip [--out dist/authorizer.zip]`.
 
-This package and `contract` go in, with the pure-Python libraries the Lambda runtime lacks, copied
-from this environment's installation (sources and licences): Powertools, for the EMF metrics, and
-its `typing_extensions`, at exactly the versions uv.lock records (a different installed version is
-refused: the zip ships what CI tested). boto3, botocore and jmespath come with the Lambda Python
-runtime, and nothing else is imported (import-linter checks it). Entries are sorted and get a fixed timestamp,
-so the same sources and library versions give a byte-identical zip.
+This package, `contract` and `reads` (what `GET /v1/usage` answers from) go in, with the
+pure-Python libraries the Lambda runtime lacks, copied from this environment's installation
+(sources and licences): Powertools, for the EMF metrics, and its `typing_extensions`, at exactly
+the versions uv.lock records (a different installed version is refused: the zip ships what CI
+tested). boto3, botocore and jmespath come with the Lambda Python runtime, and nothing else is
+imported (import-linter checks it). Entries are sorted and get a fixed timestamp, so the same
+sources and library versions give a byte-identical zip.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from importlib.metadata import distribution
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("authorizer", "contract")
+PACKAGES = ("authorizer", "contract", "reads")
 VENDORED = ("aws-lambda-powertools", "typing-extensions")  # distribution names
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 LOCK = ROOT / "uv.lock"

@@ -20,7 +20,7 @@ other, so they are rate limited and metered; its own count shows up after the co
 | the analytics table could not be read | 503 | `UNAVAILABLE` |
 
 Nothing from the request is echoed back. Reads: one GetItem and one Query of the analytics table
-(`contract.reads.usage.usage_summary`); the role needs `dynamodb:GetItem` and `dynamodb:Query` on
+(`reads.usage.usage_summary`); the role needs `dynamodb:GetItem` and `dynamodb:Query` on
 that table and nothing else. Each call is one attempt with the authorizer's short timeouts
 (`authorizer.clients`): at most `WORST_CASE_DYNAMODB_SECONDS`, well under a 5 s Lambda timeout.
 """
@@ -41,8 +41,8 @@ from authorizer.clients import DYNAMODB_CALL_LIMIT_SECONDS, dynamodb_client
 from authorizer.decision import Caller, Outcome
 from contract.environment import Reader, environment_name, resource_name
 from contract.events import canonical_email
-from contract.reads import Table
-from contract.reads.usage import usage_summary
+from reads import Table
+from reads.usage import usage_summary
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -3,7 +3,7 @@
 `metering_completeness_ratio` on /metrics (docs/completeness.md).
 
 `metering consume` runs one `CompletenessPublisher` beside the daemon. Every task computes the same
-figures from the table (`contract.reads.completeness`); a conditional put of the hour's
+figures from the table (`reads.completeness`); a conditional put of the hour's
 `RECONCILED` item, which keeps the figures, decides which task sends them to CloudWatch, so an hour
 is published once however many tasks run or restart. A failing read or put is logged and tried
 again at the next cycle: it never stops the consumer. Nothing is published until the readers have
@@ -24,9 +24,9 @@ from prometheus_client.registry import Collector
 from consumer import logs
 from consumer.core.completeness import HOUR, final_hours
 from contract.cloudwatch import ENVIRONMENT, NAMESPACE
-from contract.reads import Table
-from contract.reads.completeness import HourTotal, reconcile
 from contract.table import DAY_RETENTION, EXPIRES_AT, hour_sk, reconciled_key
+from reads import Table
+from reads.completeness import HourTotal, reconcile
 
 LOOKBACK_HOURS = 24  # hours a (re)started task looks back for hours not yet published
 BEHIND_WINDOW = timedelta(minutes=5)  # the IteratorAge samples that say how far the readers are behind

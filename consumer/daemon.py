@@ -41,7 +41,7 @@ from consumer import aws, leases, logs, metrics
 from consumer.completeness import CompletenessPublisher
 from consumer.settings import ConsumerSettings
 from contract.environment import ConfigError
-from contract.reads import Table
+from reads import Table
 
 PROPERTIES_DIR = Path(__file__).resolve().parent.parent / "properties"
 JARS_DIR = Path(amazon_kclpy.__file__).resolve().parent / "jars"

@@ -2,7 +2,7 @@
 
 A key copies its plan's rate limits when it is created (`authorizer.keystore`), so changing a limit
 here changes only new keys. The allowance is read when usage is reported (`GET /v1/usage`,
-`contract.reads.usage`), never copied: it is what the invoice counts against, per calendar month in
+`reads.usage`), never copied: it is what the invoice counts against, per calendar month in
 UTC, and only `calls` (API_CALL events) use it up; refused requests (auth failures, rate-limited
 calls) are counted but not billed.
 

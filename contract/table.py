@@ -26,7 +26,7 @@ DAY_PREFIX = "DAY#"
 MONTH_PREFIX = "MONTH#"
 # Lists every item of one bucket by key only: an entry is written when an item is created, not on
 # each of its updates (an index projecting ALL attributes doubled every counter write). Readers fetch
-# the items it lists (`contract.reads.of_bucket`).
+# the items it lists (`reads.of_bucket`).
 BUCKET_INDEX = "by-bucket-keys"
 # Tables created before the keys-only index project ALL into this one; readers fall back to it while
 # the new index is missing or backfilling (docs/deploy.md, "Upgrading the analytics table's index").
@@ -62,7 +62,7 @@ def reason_counter(reason: str) -> str:
 # minute 07 (`a07` auth failures, `r07` rate-limited). A separate item per user and minute cost a
 # write unit and an index entry per event at a few calls a minute (issue 17); the names are short
 # because an update bills the whole item in 1 KB units. Minute items written before remain readable
-# (`contract.reads.usage`) until they expire; GLOBAL and ENDPOINT items keep their minute items.
+# (`reads.usage`) until they expire; GLOBAL and ENDPOINT items keep their minute items.
 _MINUTE_LETTER = {counter: counter[0] for counter in COUNTERS}  # c, a, r: distinct initials
 _LETTER_COUNTER = {letter: counter for counter, letter in _MINUTE_LETTER.items()}
 
@@ -73,7 +73,7 @@ def minute_counter(counter: str, minute: int) -> str:
 
 
 def user_minutes(hour_item: Mapping[str, Any]) -> dict[int, dict[str, int]]:
-    """A user's hour item's minute counters (values as `contract.reads.plain` gives them): minute of
+    """A user's hour item's minute counters (values as `reads.plain` gives them): minute of
     the hour -> counter -> count."""
     minutes: dict[int, dict[str, int]] = {}
     for name, value in hour_item.items():

@@ -29,8 +29,8 @@ from consumer.core.alerts import RULES, AlertRules, Breach, worst
 from consumer.errors import Misconfigured, SinkUnavailable
 from contract.aws import aws_error_code
 from contract.events import format_timestamp
-from contract.reads import plain
 from contract.table import ALERT_PREFIX, alert_key
+from reads import plain
 
 FIRING, RESOLVED = "FIRING", "RESOLVED"
 MESSAGE_VERSION = 1

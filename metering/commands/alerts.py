@@ -18,9 +18,9 @@ from consumer import aws
 from consumer.core.alerts import RULES
 from consumer.core.events import utc_now
 from consumer.settings import ConsumerSettings
-from contract.reads import Table
 from contract.table import ALERT_PREFIX
 from metering.commands.usage import parse_window
+from reads import Table
 
 COLUMNS = ("rule", "subject", "state", "episode", "firstWindow", "lastWindow", "value", "threshold", "detail",
            "changedAt")  # fmt: skip

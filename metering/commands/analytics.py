@@ -1,6 +1,6 @@
 """`metering latency | top | security`: API analytics from the analytics table (issue 10).
 
-The reads are `contract.reads.analytics` (key and index queries only, never a Scan). This module
+The reads are `reads.analytics` (key and index queries only, never a Scan). This module
 parses the command line, reads latency quantiles from the merged histograms
 (`consumer.core.latency`), marks source IPs by the suspicion rules (`consumer.core.suspicion`) and
 prints rich tables or, with `--json`, the same as one JSON document (each command builds that
@@ -35,8 +35,11 @@ from consumer.core.suspicion import SuspicionRules
 from consumer.errors import MeteringError
 from consumer.settings import ConsumerSettings
 from contract.events import format_timestamp
-from contract.reads import Table
-from contract.reads.analytics import (
+from contract.table import BUCKET_RETENTION
+from metering.commands.usage import parse_instant, parse_window
+from metering.errors import usage_error
+from reads import Table
+from reads.analytics import (
     Coverage,
     EndpointReport,
     EndpointStats,
@@ -48,9 +51,6 @@ from contract.reads.analytics import (
     top_methods,
     user_usage,
 )
-from contract.table import BUCKET_RETENTION
-from metering.commands.usage import parse_instant, parse_window
-from metering.errors import usage_error
 
 MAX_WINDOW = BUCKET_RETENTION  # minute and hour items expire 7 days after their bucket
 QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}

@@ -8,7 +8,7 @@
   rate-limited calls, plan, first and last seen. Rows are sorted by email and the file carries no
   time of its own, so two runs over the same table write byte-identical files.
 
-Every read is a key or index query of `contract.reads.usage`; none is a Scan.
+Every read is a key or index query of `reads.usage`; none is a Scan.
 """
 
 from __future__ import annotations
@@ -33,8 +33,11 @@ from consumer import aws
 from consumer.core.events import utc_now
 from consumer.settings import ConsumerSettings
 from contract.events import MAX_SOURCE_IP_CHARS, EventType, canonical_email, format_timestamp
-from contract.reads import Table
-from contract.reads.usage import (
+from contract.table import COUNTER_OF, ip_pk, user_pk
+from metering.commands.usage import DEFAULT_LAST, parse_instant, show_usage
+from metering.errors import CommandError, usage_error
+from reads import Table
+from reads.usage import (
     GRANULARITIES,
     MONTH,
     MonthExport,
@@ -43,9 +46,6 @@ from contract.reads.usage import (
     month_export,
     month_start,
 )
-from contract.table import COUNTER_OF, ip_pk, user_pk
-from metering.commands.usage import DEFAULT_LAST, parse_instant, show_usage
-from metering.errors import CommandError, usage_error
 
 EXPORT_COLUMNS = ("month", "email", "plan", *COUNTER_OF.values(), "firstSeen", "lastSeen")
 TABLE_ROWS = 1_000  # `events` without --json: rows shown unless --limit says otherwise

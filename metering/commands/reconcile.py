@@ -1,6 +1,6 @@
 """`metering reconcile`: API Gateway's access logs against the usage events, per hour and endpoint.
 
-The comparison is `contract.reads.completeness` (docs/completeness.md). Beside it, per hour and where
+The comparison is `reads.completeness` (docs/completeness.md). Beside it, per hour and where
 CloudWatch has them: what the authorizer's producer itself reports lost (`EventsFailed`,
 `EventsDropped`) and API Gateway's own `Count` of the stage, a third record of the requests.
 """
@@ -23,7 +23,6 @@ from consumer.settings import ConsumerSettings
 from contract.cloudwatch import ENVIRONMENT, NAMESPACE
 from contract.environment import api_name
 from contract.events import format_timestamp
-from contract.reads.completeness import BEFORE_AUTHORIZER, Completeness, HourTotal, Reconciliation, reconcile
 from contract.table import hour_sk
 from metering.commands.analytics import (
     analytics_table,
@@ -33,6 +32,7 @@ from metering.commands.analytics import (
     window_arguments,
     window_of,
 )
+from reads.completeness import BEFORE_AUTHORIZER, Completeness, HourTotal, Reconciliation, reconcile
 
 Report = dict[str, Any]
 PRODUCER_LOSSES = ("EventsFailed", "EventsDropped")

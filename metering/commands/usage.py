@@ -4,7 +4,7 @@ Without `--user`: the GLOBAL items of the window and the top users (the bucket i
 per bucket, then the items it lists). With `--user`: the user's all-time total (first and last
 seen, plan), the user's own items of the window, and a 7 x 24 weekday/hour heatmap of the last 168
 hours (hour items live 7 days). `--json` prints the same as one JSON document. Every read is
-`contract.reads.usage`'s.
+`reads.usage`'s.
 
 Windows: `--last 15m` (the default for minutes; 24h, 30d and 365d for hours, days and months) is the
 buckets ending with the current one; `--from T [--to T]` the buckets [from, to) touches, whole.
@@ -31,8 +31,11 @@ from consumer.core.events import utc_now
 from consumer.errors import MeteringError
 from consumer.settings import ConsumerSettings
 from contract.events import canonical_email, format_timestamp
-from contract.reads import Table
-from contract.reads.usage import (
+from contract.table import COUNTER_OF, GLOBAL, user_pk
+from metering.commands.replay import parse_time
+from metering.errors import usage_error
+from reads import Table
+from reads.usage import (
     GRANULARITIES,
     MINUTE,
     WEEKDAYS,
@@ -46,9 +49,6 @@ from contract.reads.usage import (
     users_by_bucket,
     week_pattern,
 )
-from contract.table import COUNTER_OF, GLOBAL, user_pk
-from metering.commands.replay import parse_time
-from metering.errors import usage_error
 
 _WINDOW = re.compile(r"^(\d+)([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}

@@ -58,7 +58,8 @@ def test_table_specs_create_both_tables_with_ttl(aws: Aws) -> None:
 
 
 def test_build_zip_holds_the_authorizer_the_contract_and_powertools(tmp_path: object) -> None:
-    """The Lambda zip holds the authorizer, the contract and the vendored Powertools, reproducibly."""
+    """The Lambda zip holds the authorizer, the contract, the reads and the vendored Powertools,
+    reproducibly."""
     import zipfile
     from pathlib import Path
 
@@ -73,6 +74,7 @@ def test_build_zip_holds_the_authorizer_the_contract_and_powertools(tmp_path: ob
     assert top_level == {
         "authorizer",
         "contract",
+        "reads",
         "aws_lambda_powertools",
         "typing_extensions.py",
         "typing_extensions",

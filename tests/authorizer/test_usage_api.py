@@ -418,7 +418,7 @@ def test_settings_name_the_table_like_the_consumer() -> None:
 def test_its_role_needs_only_get_item_and_query() -> None:
     """Derived from the code (as tests/deploy does for the authorizer): a read-only role suffices."""
     calls = iam_actions(
-        ["authorizer", "contract"], ["authorizer.usage_api:lambda_handler"], ["dynamodb", "kinesis"]
+        ["authorizer", "contract", "reads"], ["authorizer.usage_api:lambda_handler"], ["dynamodb", "kinesis"]
     )
     assert calls == {"dynamodb:GetItem", "dynamodb:Query"}
     assert WORST_CASE_DYNAMODB_SECONDS <= 1.5
@@ -435,7 +435,14 @@ def test_it_imports_only_the_contract_the_authorizer_boto_and_the_standard_libra
         for alias in node.names
     }
     allowed = {"__future__", "json", "logging", "os", "collections", "dataclasses", "datetime", "typing"}
-    assert modules <= allowed | {"authorizer", "contract", "botocore", "boto3", "mypy_boto3_dynamodb"}
+    assert modules <= allowed | {
+        "authorizer",
+        "contract",
+        "reads",
+        "botocore",
+        "boto3",
+        "mypy_boto3_dynamodb",
+    }
 
 
 def test_a_whole_day_later_today_moves(stored: tuple[Any, list[dict[str, Any]]], reader: ReadOnly) -> None:

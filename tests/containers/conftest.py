@@ -20,9 +20,9 @@ import pytest
 
 from consumer.settings import ConsumerSettings
 from contract.events import EventType
-from contract.reads import Table
-from contract.reads.usage import MINUTE, usage_buckets
 from contract.table import COUNTER_OF, COUNTERS, GLOBAL
+from reads import Table
+from reads.usage import MINUTE, usage_buckets
 from tests.containers import engine as engines
 
 T = TypeVar("T")

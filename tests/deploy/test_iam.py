@@ -56,7 +56,7 @@ def _allowed(template: str, role: str) -> set[str]:
 
 def test_the_authorizer_role_allows_exactly_what_the_handler_calls() -> None:
     calls = iam_actions(
-        ["authorizer", "contract"], ["authorizer.handler:lambda_handler"], ["dynamodb", "kinesis"]
+        ["authorizer", "contract", "reads"], ["authorizer.handler:lambda_handler"], ["dynamodb", "kinesis"]
     )
     assert _allowed("api-gateway.yaml", "AuthorizerRole") == calls | LAMBDA_RUNTIME_ACTIONS
     assert "AWSLambdaBasicExecutionRole" not in str(_resources("api-gateway.yaml")["AuthorizerRole"])
@@ -64,7 +64,7 @@ def test_the_authorizer_role_allows_exactly_what_the_handler_calls() -> None:
 
 def test_the_usage_api_role_allows_exactly_what_its_handler_calls_on_user_items_only() -> None:
     calls = iam_actions(
-        ["authorizer", "contract"], ["authorizer.usage_api:lambda_handler"], ["dynamodb", "kinesis"]
+        ["authorizer", "contract", "reads"], ["authorizer.usage_api:lambda_handler"], ["dynamodb", "kinesis"]
     )
     assert _allowed("api-gateway.yaml", "UsageApiRole") == calls | LAMBDA_RUNTIME_ACTIONS
     statements = _resources("api-gateway.yaml")["UsageApiRole"]["Properties"]["Policies"][0]["PolicyDocument"]
@@ -85,7 +85,7 @@ def test_the_access_log_subscription_role_only_puts_records_on_the_usage_stream(
 
 def test_the_consumer_task_role_allows_exactly_what_metering_consume_calls() -> None:
     calls = iam_actions(
-        ["consumer", "contract"],
+        ["consumer", "contract", "reads"],
         ["consumer.kcl_child:main", "consumer.daemon:run"],
         ["dynamodb", "kinesis", "sqs", "cloudwatch", "sns", "sts"],
     )

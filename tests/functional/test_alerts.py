@@ -165,8 +165,8 @@ def test_a_missing_topic_stops_start_up_naming_the_setting(stack: Stack) -> None
 
 
 def test_metering_alerts_lists_open_episodes_then_recently_resolved_ones(stack: Stack) -> None:
-    from contract.reads import Table
     from metering.commands.alerts import list_episodes
+    from reads import Table
 
     worker = stack.worker()
     worker.observe(flush(calls=1500))

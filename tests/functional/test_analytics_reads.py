@@ -38,8 +38,12 @@ from consumer.testing import (
     log_envelope,
     subscription_record,
 )
-from contract.reads import Table
-from contract.reads.analytics import (
+from contract.table import analytics_table_spec
+from metering.commands import analytics
+from metering.commands.reconcile import print_reconciliation, reconcile_report
+from metering.errors import USAGE_ERROR, CommandError
+from reads import Table
+from reads.analytics import (
     HOUR,
     MINUTE,
     endpoint_stats,
@@ -51,11 +55,7 @@ from contract.reads.analytics import (
     top_methods,
     user_usage,
 )
-from contract.reads.completeness import reconcile
-from contract.table import analytics_table_spec
-from metering.commands import analytics
-from metering.commands.reconcile import print_reconciliation, reconcile_report
-from metering.errors import USAGE_ERROR, CommandError
+from reads.completeness import reconcile
 
 SHARDS = ("shardId-000000000000", "shardId-000000000001")
 ARRIVAL = datetime(2026, 11, 25, tzinfo=UTC)  # consumer.testing's records arrive then

@@ -15,9 +15,9 @@ from consumer.core.events import decode_event
 from consumer.core.flush import Batch, FlushRange, Position
 from consumer.sinks.dynamodb import DynamoDBSink
 from consumer.testing import event
-from contract.reads import Table
-from contract.reads.usage import archived_events
 from contract.table import ARCHIVE_PREFIX, analytics_table_spec
+from reads import Table
+from reads.usage import archived_events
 
 HOUR = datetime(2026, 11, 24, 17, tzinfo=UTC)
 USER = "heavy@example.com"

@@ -33,13 +33,13 @@ from consumer.core.flush import Batch, FlushRange, Position
 from consumer.settings import ConsumerSettings
 from consumer.sinks.dynamodb import DynamoDBSink
 from consumer.testing import event
-from contract.reads import Table
-from contract.reads.usage import DAY, HOUR, MONTH, month_export, usage_buckets, week_pattern
 from contract.table import analytics_table_spec
 from metering.commands import billing
 from metering.commands import usage as usage_command
 from metering.commands.usage import UsageOptions, build_report, render_report
 from metering.errors import CommandError
+from reads import Table
+from reads.usage import DAY, HOUR, MONTH, month_export, usage_buckets, week_pattern
 
 ARRIVAL = datetime(2026, 12, 1, 12, tzinfo=UTC)  # when the consumer decoded every event
 NOW = datetime(2026, 12, 1, 12, 30, 15, tzinfo=UTC)  # when the commands run
@@ -609,7 +609,7 @@ def test_usage_refuses_what_cannot_work(store: Store, argv: list[str]) -> None:
 
 
 def test_reads_are_key_and_index_queries_only(store: Store) -> None:
-    """Every read of contract.reads.usage goes through GetItem and Query (the wrapper fails a Scan)."""
+    """Every read of reads.usage goes through GetItem and Query (the wrapper fails a Scan)."""
     table = store.table
     usage_buckets(table, "GLOBAL", DAY, at("2026-11-01T00:00:00"), at("2026-12-02T00:00:00"))
     usage_buckets(table, f"USER#{ADA}", MONTH, at("2026-01-01T00:00:00"), NOW)

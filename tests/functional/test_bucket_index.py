@@ -1,4 +1,4 @@
-"""`contract.reads.of_bucket`: the keys-only index's keys, then the items, against moto's DynamoDB.
+"""`reads.of_bucket`: the keys-only index's keys, then the items, against moto's DynamoDB.
 
 Tables created before the keys-only index have only `by-bucket` (projection ALL): reads fall back to
 it while `by-bucket-keys` is missing or backfilling, so an upgrade in two steps (docs/deploy.md)
@@ -15,8 +15,8 @@ import pytest
 from moto import mock_aws
 
 from contract.aws import aws_error_code
-from contract.reads import BATCH_GET_KEYS, INDEX_UNREADABLE, Table, of_bucket
 from contract.table import BUCKET, BUCKET_INDEX, LEGACY_BUCKET_INDEX, analytics_table_spec, bucket_index
+from reads import BATCH_GET_KEYS, INDEX_UNREADABLE, Table, of_bucket
 
 NAME = "bucket-index-test"
 HOUR = "HOUR#2026-12-07T17"

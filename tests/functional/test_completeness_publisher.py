@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from consumer.completeness import CLAIM_STALE, LOOKBACK_HOURS, CompletenessPublisher
 from consumer.core.completeness import final_hours
-from contract.reads import Table
 from contract.table import analytics_table_spec, reconciled_key
+from reads import Table
 
 TABLE = "complical-usage-analytics-ft"
 NOW = datetime(2026, 11, 24, 12, 20, tzinfo=UTC)

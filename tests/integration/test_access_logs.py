@@ -20,8 +20,8 @@ from consumer.core.latency import bucket
 from consumer.testing import access_log_line
 from contract.access_logs import line
 from contract.environment import access_log_group
-from contract.reads import Table
-from contract.reads.analytics import endpoint_stats
+from reads import Table
+from reads.analytics import endpoint_stats
 from tests.functional.test_analytics_reads import GuardedClient
 from tests.integration.conftest import Stack
 from tests.integration.test_faults import wait_for

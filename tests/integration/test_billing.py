@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from contract.reads import Table
-from contract.reads.usage import archived_events
+from reads import Table
+from reads.usage import archived_events
 from tests.integration.conftest import Stack
 from tests.integration.test_faults import restart_until_exact
 from tests.integration.test_pipeline import _differences, make_events, put_events

@@ -26,10 +26,10 @@ from authorizer.request import parse_request
 from authorizer.service import Authorizer
 from authorizer.settings import AuthorizerSettings
 from consumer.testing import access_log_line
-from contract.reads import Table
-from contract.reads.completeness import reconcile
 from contract.table import hour_sk, reconciled_key
 from metering.emulator import free_port
+from reads import Table
+from reads.completeness import reconcile
 from tests.integration.conftest import Stack
 from tests.integration.test_access_logs import put_lines
 from tests.integration.test_faults import wait_for

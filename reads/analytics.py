@@ -1,7 +1,7 @@
 """API analytics from the analytics table: endpoint latency and errors, top endpoints, methods and
 users, and what security looks at (refusals per source IP, key, reason and user).
 
-Standard library only, like `contract.reads`: each function takes a `Table` and a window
+Standard library only, like `reads`: each function takes a `Table` and a window
 [start, end) of aware datetimes and returns frozen dataclasses. Key and index queries only, never
 a Scan:
 
@@ -15,7 +15,7 @@ a Scan:
 | `security` | the four above | three index queries per hour, one key query |
 
 The index holds keys only: each index query is followed by a BatchGetItem per 100 items it lists
-(`contract.reads.of_bucket`).
+(`reads.of_bucket`).
 
 Items are whole minutes or hours: a window reads every bucket it touches, and each result's
 `Coverage` says which span that was (`read_from`, `read_to`). Quantiles are not computed here
@@ -37,7 +37,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from contract.events import EventType
-from contract.reads import Table, counters_with, hours, of_bucket
 from contract.table import (
     COUNTER_OF,
     ENDPOINT_PREFIX,
@@ -60,6 +59,7 @@ from contract.table import (
     minute_sk,
     reason_counter,
 )
+from reads import Table, counters_with, hours, of_bucket
 
 MINUTE, HOUR = "minute", "hour"
 MINUTE_WINDOW = timedelta(hours=2)  # `endpoint_stats` reads minute items for windows shorter than this
@@ -113,7 +113,7 @@ def coverage(start: datetime, end: datetime, resolution: str | None = None) -> C
 
 
 def minutes(start: datetime, end: datetime) -> list[datetime]:
-    """The UTC minutes that [start, end) touches, in order (`contract.reads.hours`, by the minute)."""
+    """The UTC minutes that [start, end) touches, in order (`reads.hours`, by the minute)."""
     step = _STEP[MINUTE]
     first = start.astimezone(UTC).replace(second=0, microsecond=0)
     count = max(1, -((first - end) // step))  # ceil((end - first) / step)

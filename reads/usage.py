@@ -1,7 +1,7 @@
 """Billing reads: a user's usage, a month's invoice rows, the raw-event archive, and what
 `GET /v1/usage` answers (issue 11).
 
-Standard library only, like `contract.reads`: each function takes a `Table` and aware datetimes
+Standard library only, like `reads`: each function takes a `Table` and aware datetimes
 (windows are [start, end)) and returns frozen dataclasses. Key and index queries only, never a Scan:
 
 | read | items | queries |
@@ -22,7 +22,7 @@ current one), a week's picture rather than an average over many weeks.
 (*) plus, for month items written before they carried `firstSeen`/`lastSeen`, the archive (below).
 (**) a user's minutes are counters of its hour item (`contract.table.minute_counter`): one more
 query, of the hours, adds them to the minute items written before that layout, until those expire.
-(***) the index holds keys only: then a BatchGetItem per 100 items (`contract.reads.of_bucket`).
+(***) the index holds keys only: then a BatchGetItem per 100 items (`reads.of_bucket`).
 
 Reads through the bucket index are eventually consistent: `month_export` compares the users it
 lists with the GLOBAL month item's exact `activeUsers` and says when they differ.
@@ -40,7 +40,6 @@ from typing import Any
 
 from contract.events import EventType, format_timestamp
 from contract.plans import PLANS, Plan
-from contract.reads import Table, of_bucket
 from contract.table import (
     ACTIVE_USERS,
     ARCHIVE_RETENTION,
@@ -63,6 +62,7 @@ from contract.table import (
     user_minutes,
     user_pk,
 )
+from reads import Table, of_bucket
 
 CALLS = COUNTER_OF[EventType.API_CALL]
 AUTH_FAILURES = COUNTER_OF[EventType.API_AUTH_FAILED]

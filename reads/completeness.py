@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from contract.reads import Table, counters_with, hours, of_bucket
 from contract.table import (
     ENDPOINT_PREFIX,
     GLOBAL,
@@ -36,6 +35,7 @@ from contract.table import (
     gateway_counter,
     hour_sk,
 )
+from reads import Table, counters_with, hours, of_bucket
 
 # Gateway responses (`$context.error.responseType`) API Gateway answers before it invokes a REQUEST
 # authorizer without identity sources (ecs/api-gateway.yaml), each with what it means.
