@@ -86,7 +86,11 @@ def _table(
     dynamodb: Any, spec: dict[str, Any], ttl_attribute: str | None, report: Callable[[str], None]
 ) -> None:
     name = spec["TableName"]
-    report(f"table {name}: " + ("created" if aws.create_table(dynamodb, spec) else "exists"))
+    if aws.create_table(dynamodb, spec):
+        report(f"table {name}: created")
+    else:
+        report(f"table {name}: exists")
+        _add_missing_indexes(dynamodb, spec, report)
     if ttl_attribute is None:
         return
     ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
@@ -94,6 +98,24 @@ def _table(
         dynamodb.update_time_to_live(
             TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute}
         )
+
+
+def _add_missing_indexes(dynamodb: Any, spec: dict[str, Any], report: Callable[[str], None]) -> None:
+    """A table provisioned by an earlier version gets the indexes the spec now lists (the analytics
+    table's keys-only `by-bucket-keys`); indexes it has beyond them are left: readers fall back to
+    them, and removing one is a deploy's decision. DynamoDB adds one index per UpdateTable."""
+    name = spec["TableName"]
+    table = dynamodb.describe_table(TableName=name)["Table"]
+    present = {index["IndexName"] for index in table.get("GlobalSecondaryIndexes", [])}
+    for index in spec.get("GlobalSecondaryIndexes", []):
+        if index["IndexName"] in present:
+            continue
+        dynamodb.update_table(
+            TableName=name,
+            AttributeDefinitions=spec["AttributeDefinitions"],
+            GlobalSecondaryIndexUpdates=[{"Create": index}],
+        )
+        report(f"table {name}: index {index['IndexName']} added")
 
 
 def _queue(sqs: Any, name: str, report: Callable[[str], None]) -> None:

@@ -18,6 +18,7 @@ from consumer.core.flush import Batch, FlushRange, Position
 from consumer.settings import ConsumerSettings
 from consumer.sinks.dynamodb import DynamoDBSink
 from consumer.testing import access_log_line, event
+from contract.table import BUCKET_INDEX, LEGACY_BUCKET_INDEX, analytics_table_spec, bucket_index
 from metering.cli import main
 from metering.commands.analytics import latency_view
 from metering.commands.usage import parse_window, render, show_usage
@@ -68,6 +69,24 @@ def test_provision_is_idempotent(aws: ConsumerSettings) -> None:
     assert details["EncryptionType"] == "KMS"
     ttl = boto3.client("dynamodb").describe_time_to_live(TableName=aws.analytics_table)
     assert ttl["TimeToLiveDescription"]["AttributeName"] == "expiresAt"
+
+
+def test_provision_adds_the_keys_only_index_to_a_table_from_before(
+    aws: ConsumerSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A table an earlier version provisioned (only `by-bucket`, projecting ALL) gets
+    `by-bucket-keys`; its old index stays (readers fall back to it; a deploy removes it)."""
+    spec = analytics_table_spec(aws.analytics_table)
+    boto3.client("dynamodb").create_table(
+        **{**spec, "GlobalSecondaryIndexes": [bucket_index(LEGACY_BUCKET_INDEX, "ALL")]}
+    )
+    assert _run("provision") == 0
+    assert f"index {BUCKET_INDEX} added" in capsys.readouterr().out
+    table = boto3.client("dynamodb").describe_table(TableName=aws.analytics_table)["Table"]
+    indexes = {i["IndexName"]: i["Projection"]["ProjectionType"] for i in table["GlobalSecondaryIndexes"]}
+    assert indexes == {BUCKET_INDEX: "KEYS_ONLY", LEGACY_BUCKET_INDEX: "ALL"}
+    assert _run("provision") == 0
+    assert "added" not in capsys.readouterr().out
 
 
 def test_simulate_emits_contract_events_the_consumer_accepts(aws: ConsumerSettings) -> None:
