@@ -83,6 +83,16 @@ def user_minutes(hour_item: Mapping[str, Any]) -> dict[int, dict[str, int]]:
     return minutes
 
 
+def minutes_of_hour(hour_sk: str, hour_item: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """A user's hour item's minute counters by the minute's own sort key (`MINUTE#...T17:07`),
+    as the minute items of earlier tables were keyed: what readers and alert rules go by."""
+    start = bucket_start(hour_sk)
+    return {
+        minute_sk(start + timedelta(minutes=minute)): counts
+        for minute, counts in user_minutes(hour_item).items()
+    }
+
+
 def method_counter(method: str) -> str:
     """Calls by HTTP method, on GLOBAL and user hour items."""
     return f"m_{method}"

@@ -58,8 +58,7 @@ from contract.table import (
     TOTAL,
     USER_PREFIX,
     archive_pk,
-    bucket_start,
-    user_minutes,
+    minutes_of_hour,
     user_pk,
 )
 from reads import Table, of_bucket
@@ -268,12 +267,10 @@ def users_by_bucket(table: Table, granularity: Granularity, starts: Iterable[dat
 
 
 def _minutes_of(hour_items: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
-    """The minute counters of user hour items (`contract.table.user_minutes`), by minute sort key."""
+    """The minute counters of user hour items, by minute sort key."""
     found: dict[str, dict[str, int]] = {}
     for item in hour_items:
-        start = bucket_start(item["sk"])
-        for minute, counts in user_minutes(item).items():
-            found[MINUTE.sk(start + timedelta(minutes=minute))] = counts
+        found.update(minutes_of_hour(item["sk"], item))
     return found
 
 

@@ -45,8 +45,7 @@ from contract.table import (
     TOTAL,
     USER_PREFIX,
     bucket_start,
-    minute_sk,
-    user_minutes,
+    minutes_of_hour,
 )
 
 ItemKey = tuple[str, str]
@@ -110,9 +109,8 @@ class AlertRules:
         found = _over(
             "USER_RATE_LIMITED", user, sk, _count(item, "rateLimited"), self.user_rate_limited_per_hour
         )
-        start = bucket_start(sk)
-        for minute, counts in user_minutes(item).items():
-            found += self._user_minute(user, minute_sk(start + timedelta(minutes=minute)), counts, plan)
+        for minute, counts in minutes_of_hour(sk, item).items():
+            found += self._user_minute(user, minute, counts, plan)
         return found
 
     def _user_minute(self, user: str, sk: str, item: Mapping[str, Any], plan: str | None) -> list[Breach]:
